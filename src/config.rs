@@ -1,0 +1,427 @@
+//! Configuration: `config/default.toml` (compiled in, so every key has a default wherever the
+//! binary runs), overridden by an optional file and by `EVENTMATCHD__SECTION__KEY`
+//! environment variables. Unknown keys are rejected and every value is checked at start;
+//! an error names the key.
+
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const ENV_PREFIX: &str = "EVENTMATCHD";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub topics: Topics,
+    pub http: HttpSettings,
+    pub catalog: CatalogSettings,
+    pub notifications: NotificationSettings,
+    pub shutdown: ShutdownSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub group_id: String,
+    pub control_group_id: String,
+    /// librdkafka passthrough; nested tables flattened to dotted names by [`Settings::load`].
+    #[serde(default)]
+    pub properties: BTreeMap<String, PropertyValue>,
+}
+
+/// A librdkafka property value: TOML and the environment give strings, numbers or booleans.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum PropertyValue {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Nested(BTreeMap<String, PropertyValue>),
+}
+
+impl PropertyValue {
+    fn flatten_into(&self, prefix: &str, out: &mut BTreeMap<String, String>) {
+        match self {
+            PropertyValue::Text(s) => {
+                out.insert(prefix.to_string(), s.clone());
+            }
+            PropertyValue::Int(i) => {
+                out.insert(prefix.to_string(), i.to_string());
+            }
+            PropertyValue::Float(f) => {
+                out.insert(prefix.to_string(), f.to_string());
+            }
+            PropertyValue::Bool(b) => {
+                out.insert(prefix.to_string(), b.to_string());
+            }
+            PropertyValue::Nested(map) => {
+                for (k, v) in map {
+                    v.flatten_into(&format!("{prefix}.{k}"), out);
+                }
+            }
+        }
+    }
+}
+
+impl KafkaSettings {
+    /// The passthrough properties as librdkafka names and string values.
+    pub fn librdkafka_properties(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (k, v) in &self.properties {
+            v.flatten_into(k, &mut out);
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topics {
+    pub events: String,
+    pub control: String,
+    pub notifications: String,
+    pub results: String,
+    pub dlq: String,
+    pub executions: String,
+}
+
+impl Topics {
+    pub fn all(&self) -> [(&'static str, &str); 6] {
+        [
+            ("topics.events", &self.events),
+            ("topics.control", &self.control),
+            ("topics.notifications", &self.notifications),
+            ("topics.results", &self.results),
+            ("topics.dlq", &self.dlq),
+            ("topics.executions", &self.executions),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSettings {
+    pub extra_actions: Vec<String>,
+    pub extra_apps: Vec<String>,
+    pub extra_models: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSettings {
+    pub max_held: usize,
+    pub sweep_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownSettings {
+    pub drain_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: String,
+    pub level: String,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if any), then the `EVENTMATCHD__*` variables of `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let vars: HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(invalid(
+                    "--config",
+                    format!("file {} does not exist", path.display()),
+                ));
+            }
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("catalog.extra_actions")
+                .with_list_parse_key("catalog.extra_apps")
+                .with_list_parse_key("catalog.extra_models")
+                .try_parsing(true)
+                .source(Some(vars)),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Loads from the process environment.
+    pub fn from_env(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load(file, std::env::vars())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(invalid("kafka.brokers", "must name at least one broker"));
+        }
+        for part in self.kafka.brokers.split(',') {
+            let part = part.trim();
+            let ok = part
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !ok {
+                return Err(invalid(
+                    "kafka.brokers",
+                    format!("{part:?} is not host:port"),
+                ));
+            }
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            return Err(invalid("kafka.group_id", "must not be empty"));
+        }
+        if self.kafka.control_group_id.trim().is_empty() {
+            return Err(invalid("kafka.control_group_id", "must not be empty"));
+        }
+        if self.kafka.control_group_id == self.kafka.group_id {
+            return Err(invalid(
+                "kafka.control_group_id",
+                "must differ from kafka.group_id",
+            ));
+        }
+        let mut seen: HashMap<&str, &str> = HashMap::new();
+        for (key, name) in self.topics.all() {
+            if name.trim().is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+            let legal = name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !legal || name.len() > 249 {
+                return Err(invalid(
+                    key,
+                    format!("{name:?} is not a legal Kafka topic name"),
+                ));
+            }
+            if let Some(other) = seen.insert(name, key) {
+                return Err(invalid(key, format!("{name:?} is also {other}")));
+            }
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "http.listen",
+                format!("{:?} is not an ip:port address", self.http.listen),
+            ));
+        }
+        if self.notifications.max_held == 0 {
+            return Err(invalid("notifications.max_held", "must be at least 1"));
+        }
+        if self.notifications.sweep_interval_secs == 0 {
+            return Err(invalid(
+                "notifications.sweep_interval_secs",
+                "must be at least 1",
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid("log.format", "must be \"text\" or \"json\""));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid("log.level", "is not a valid filter directive"));
+        }
+        for key in self.kafka.librdkafka_properties().keys() {
+            // These are managed by the daemon; overriding them would break at-least-once.
+            if matches!(
+                key.as_str(),
+                "enable.auto.offset.store" | "group.id" | "bootstrap.servers"
+            ) {
+                return Err(invalid(
+                    &format!("kafka.properties.{key}"),
+                    "is set by eventmatchd itself (use kafka.brokers / kafka.group_id)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn catalog(&self) -> crate::catalog::Catalog {
+        crate::catalog::Catalog::new(
+            &self.catalog.extra_actions,
+            &self.catalog.extra_apps,
+            &self.catalog.extra_models,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn err_text(r: Result<Settings, ConfigError>) -> String {
+        r.expect_err("should fail").to_string()
+    }
+
+    #[test]
+    fn defaults_load_and_match_the_documented_values() {
+        let s = Settings::load(None, env(&[])).expect("defaults are valid");
+        assert_eq!(s.topics.events, "authentik.events");
+        assert_eq!(s.topics.control, "authentik.control");
+        assert_eq!(s.topics.notifications, "authentik.notifications");
+        assert_eq!(s.topics.results, "authentik.control.results");
+        assert_eq!(s.topics.dlq, "authentik.events.dlq");
+        assert_eq!(s.topics.executions, "authentik.policy_executions");
+        assert_eq!(s.http.listen, "127.0.0.1:9464");
+        assert!(s.kafka.librdkafka_properties().is_empty());
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_defaults() {
+        let mut f = tempfile::NamedTempFile::new().expect("tmp");
+        writeln!(
+            f,
+            "[kafka]\nbrokers = \"file:1\"\ngroup_id = \"g-file\"\n[topics]\nevents = \"ev.file\""
+        )
+        .expect("write");
+        let s = Settings::load(
+            Some(f.path()),
+            env(&[
+                ("EVENTMATCHD__KAFKA__BROKERS", "envhost:9093"),
+                ("EVENTMATCHD__CATALOG__EXTRA_ACTIONS", "a_new,b_new"),
+                ("EVENTMATCHD__NOTIFICATIONS__MAX_HELD", "5"),
+                ("OTHER__KAFKA__BROKERS", "ignored:1"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(s.kafka.brokers, "envhost:9093");
+        assert_eq!(s.kafka.group_id, "g-file");
+        assert_eq!(s.topics.events, "ev.file");
+        assert_eq!(s.notifications.max_held, 5);
+        assert_eq!(s.catalog.extra_actions, vec!["a_new", "b_new"]);
+        assert!(s.catalog().is_action("b_new"));
+    }
+
+    #[test]
+    fn librdkafka_passthrough_from_file_and_env() {
+        let mut f = tempfile::NamedTempFile::new().expect("tmp");
+        writeln!(f, "[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"queue.buffering.max.ms\" = 5\n[kafka.properties.sasl]\nmechanism = \"PLAIN\"").expect("write");
+        let s = Settings::load(
+            Some(f.path()),
+            env(&[("EVENTMATCHD__KAFKA__PROPERTIES__SASL__USERNAME", "svc")]),
+        )
+        .expect("valid");
+        let p = s.kafka.librdkafka_properties();
+        assert_eq!(
+            p.get("security.protocol").map(String::as_str),
+            Some("SASL_SSL")
+        );
+        assert_eq!(
+            p.get("queue.buffering.max.ms").map(String::as_str),
+            Some("5")
+        );
+        assert_eq!(p.get("sasl.mechanism").map(String::as_str), Some("PLAIN"));
+        assert_eq!(p.get("sasl.username").map(String::as_str), Some("svc"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let mut f = tempfile::NamedTempFile::new().expect("tmp");
+        writeln!(f, "[kafka]\nbrokerz = \"x:1\"").expect("write");
+        assert!(err_text(Settings::load(Some(f.path()), env(&[]))).contains("brokerz"));
+        let e = err_text(Settings::load(
+            None,
+            env(&[("EVENTMATCHD__TOPICS__EVENTZ", "x")]),
+        ));
+        assert!(e.contains("eventz"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("EVENTMATCHD__KAFKA__BROKERS", "nohostport", "kafka.brokers"),
+            ("EVENTMATCHD__HTTP__LISTEN", "localhost", "http.listen"),
+            ("EVENTMATCHD__TOPICS__DLQ", "authentik.events", "topics.dlq"),
+            (
+                "EVENTMATCHD__TOPICS__RESULTS",
+                "bad topic!",
+                "topics.results",
+            ),
+            (
+                "EVENTMATCHD__NOTIFICATIONS__MAX_HELD",
+                "0",
+                "notifications.max_held",
+            ),
+            ("EVENTMATCHD__LOG__FORMAT", "xml", "log.format"),
+            (
+                "EVENTMATCHD__KAFKA__CONTROL_GROUP_ID",
+                "eventmatchd",
+                "kafka.control_group_id",
+            ),
+            (
+                "EVENTMATCHD__KAFKA__PROPERTIES__GROUP__ID",
+                "x",
+                "kafka.properties.group.id",
+            ),
+        ];
+        for (var, value, key) in cases {
+            let e = err_text(Settings::load(None, env(&[(var, value)])));
+            assert!(e.contains(key), "{var}={value}: {e}");
+        }
+        let e = err_text(Settings::load(
+            None,
+            env(&[("EVENTMATCHD__NOTIFICATIONS__MAX_HELD", "many")]),
+        ));
+        assert!(e.contains("max_held"), "{e}");
+        let e = err_text(Settings::load(
+            Some(Path::new("/nonexistent/eventmatchd.toml")),
+            env(&[]),
+        ));
+        assert!(e.contains("--config"), "{e}");
+    }
+}

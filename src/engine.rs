@@ -1,0 +1,312 @@
+//! The engine: the current policy set, the notification index, and the two operations that
+//! change or read them, processing an event and applying a control command. Both return the
+//! records to produce as plain data ([`OutRecord`]), so the offline `replay` and the Kafka
+//! daemon run exactly the same logic and differ only in where the records go.
+
+use crate::catalog::Catalog;
+use crate::control::{self, CommandOutcome, CommandSource, NotificationEffect};
+use crate::events::{Event, EventError};
+use crate::matcher::Execution;
+use crate::notify::{self, Notification, NotificationIndex};
+use crate::policyset::PolicySet;
+use crate::rules::NotificationRule;
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+/// Namespace of `policy_execution` event pks: `uuid5(NS, "{event}/{binding}")`.
+pub const EXECUTION_NAMESPACE: Uuid = Uuid::from_u128(0x9a41_7e0b_63c2_4d18_a5f0_1b2c_3d4e_5f60);
+
+/// The logical output topics; the daemon maps them to configured names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutTopic {
+    Notifications,
+    Results,
+    Dlq,
+    Executions,
+}
+
+impl OutTopic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutTopic::Notifications => "notifications",
+            OutTopic::Results => "results",
+            OutTopic::Dlq => "dlq",
+            OutTopic::Executions => "executions",
+        }
+    }
+}
+
+/// One record to produce. `value: None` is a tombstone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutRecord {
+    pub topic: OutTopic,
+    pub key: Option<String>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Where an input record came from (for the dead-letter envelope).
+#[derive(Debug, Clone)]
+pub struct RecordSource<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    /// Used as `created` of notifications for an event that has none (the daemon passes the
+    /// record's Kafka timestamp, so a replay of the log renders the same value).
+    pub timestamp: DateTime<Utc>,
+}
+
+/// What one event did.
+#[derive(Debug, Default)]
+pub struct EventOutcome {
+    pub records: Vec<OutRecord>,
+    pub invalid: Option<EventError>,
+    /// Rules that fired.
+    pub fired: Vec<Arc<NotificationRule>>,
+    /// New notifications produced (already-held ones are not produced again).
+    pub notifications: Vec<Arc<Notification>>,
+    pub executions: usize,
+    pub guarded: bool,
+}
+
+/// What one control command did.
+#[derive(Debug)]
+pub struct ControlOutcome {
+    pub records: Vec<OutRecord>,
+    pub status: u16,
+    pub resource: &'static str,
+    pub method: String,
+    /// Policy-set version after the command.
+    pub version: u64,
+    /// Whether the command published a new version.
+    pub changed: bool,
+}
+
+pub struct Engine {
+    catalog: Catalog,
+    /// The published snapshot. Readers (`load`) never block and always see one whole
+    /// version; only `apply_command` stores, under `writer`.
+    snapshot: ArcSwap<PolicySet>,
+    /// Serializes control commands: each computes the next version from the current one, so
+    /// two running at once would lose one's change. Never taken on the event path.
+    writer: Mutex<()>,
+    index: NotificationIndex,
+}
+
+impl Engine {
+    pub fn new(catalog: Catalog, max_notifications: usize) -> Self {
+        Self {
+            catalog,
+            snapshot: ArcSwap::from_pointee(PolicySet::empty()),
+            writer: Mutex::new(()),
+            index: NotificationIndex::new(max_notifications),
+        }
+    }
+
+    pub fn snapshot(&self) -> Arc<PolicySet> {
+        self.snapshot.load_full()
+    }
+
+    pub fn index(&self) -> &NotificationIndex {
+        &self.index
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Parses, evaluates and renders one event record.
+    pub fn process_event(&self, payload: &[u8], src: &RecordSource<'_>) -> EventOutcome {
+        let event = match Event::parse(payload) {
+            Ok(e) => e,
+            Err(err) => {
+                let record = dead_letter(payload, src, &err);
+                return EventOutcome {
+                    records: vec![record],
+                    invalid: Some(err),
+                    ..EventOutcome::default()
+                };
+            }
+        };
+        self.process_parsed(&event, src.timestamp)
+    }
+
+    /// Evaluates a parsed event against the current snapshot (one `load` for the whole event).
+    pub fn process_parsed(&self, event: &Event, fallback: DateTime<Utc>) -> EventOutcome {
+        let snapshot = self.snapshot.load();
+        let eval = snapshot.matcher().evaluate(event);
+        let mut out = EventOutcome {
+            guarded: eval.guarded,
+            executions: eval.executions.len(),
+            ..EventOutcome::default()
+        };
+        for exec in &eval.executions {
+            out.records.push(execution_record(event, exec));
+        }
+        if !eval.fired.is_empty() {
+            let rendering = notify::render(event, fallback);
+            for rule in &eval.fired {
+                for n in notify::build(rule, event, &rendering) {
+                    let bytes = n.to_bytes();
+                    let pk = n.pk;
+                    if self.index.insert_new(n) {
+                        if let Some(held) = self.index.get(&pk) {
+                            out.notifications.push(held);
+                        }
+                        out.records.push(OutRecord {
+                            topic: OutTopic::Notifications,
+                            key: Some(pk.to_string()),
+                            value: Some(bytes),
+                        });
+                    }
+                }
+            }
+        }
+        out.fired = eval.fired;
+        out
+    }
+
+    /// Applies one control record and publishes the next snapshot if it changed.
+    pub fn apply_command(&self, payload: &[u8], source: CommandSource) -> ControlOutcome {
+        let _guard = match self.writer.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let current = self.snapshot.load_full();
+        let CommandOutcome {
+            result,
+            next,
+            effects,
+            resource,
+            method_label,
+        } = control::execute(&current, &self.index, &self.catalog, payload, source);
+        let changed = next.is_some();
+        if let Some(next) = next {
+            debug_assert!(
+                next.check_invariants().is_ok(),
+                "{:?}",
+                next.check_invariants()
+            );
+            self.snapshot.store(Arc::new(next));
+        }
+        let mut records = Vec::with_capacity(1 + effects.len());
+        for effect in effects {
+            records.push(match effect {
+                NotificationEffect::Upsert(n) => OutRecord {
+                    topic: OutTopic::Notifications,
+                    key: Some(n.pk.to_string()),
+                    value: Some(n.to_bytes()),
+                },
+                NotificationEffect::Tombstone(pk) => OutRecord {
+                    topic: OutTopic::Notifications,
+                    key: Some(pk.to_string()),
+                    value: None,
+                },
+            });
+        }
+        let key = match &result.id {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        };
+        records.push(OutRecord {
+            topic: OutTopic::Results,
+            key,
+            value: Some(serde_json::to_vec(&result).unwrap_or_default()),
+        });
+        ControlOutcome {
+            records,
+            status: result.status,
+            resource: resource.as_str(),
+            method: method_label,
+            version: result.version,
+            changed,
+        }
+    }
+
+    /// Takes a record read back from the notification topic at start into the index.
+    /// Returns false for a record that is not a notification (it is skipped).
+    pub fn restore_notification(&self, key: Option<&[u8]>, payload: Option<&[u8]>) -> bool {
+        match payload {
+            None => {
+                let pk = key
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .and_then(|k| Uuid::parse_str(k).ok());
+                match pk {
+                    Some(pk) => {
+                        self.index.remove(&pk);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            Some(bytes) => match serde_json::from_slice::<Notification>(bytes) {
+                Ok(n) => {
+                    self.index.restore(n);
+                    true
+                }
+                Err(_) => false,
+            },
+        }
+    }
+}
+
+/// The dead-letter envelope: the reason, where the record came from, and its original bytes
+/// (`payload` when they are UTF-8 text, else `payload_base64`), so it can be fixed and
+/// re-produced as it was.
+pub fn dead_letter(payload: &[u8], src: &RecordSource<'_>, err: &EventError) -> OutRecord {
+    use base64::Engine as _;
+    let mut env = json!({
+        "reason": err.reason(),
+        "error": err.to_string(),
+        "source": {"topic": src.topic, "partition": src.partition, "offset": src.offset},
+        "key": src.key.map(|k| String::from_utf8_lossy(k).into_owned()),
+    });
+    match std::str::from_utf8(payload) {
+        Ok(text) => env["payload"] = Value::String(text.to_string()),
+        Err(_) => {
+            env["payload_base64"] =
+                Value::String(base64::engine::general_purpose::STANDARD.encode(payload))
+        }
+    }
+    OutRecord {
+        topic: OutTopic::Dlq,
+        key: src.key.map(|k| String::from_utf8_lossy(k).into_owned()),
+        value: Some(serde_json::to_vec(&env).unwrap_or_default()),
+    }
+}
+
+/// The `policy_execution` event authentik logs for a policy with `execution_logging`
+/// (`authentik.policies.process`): the result, the policy's uuid as 32 hex digits, and the
+/// binding; user, client IP and time are the evaluated event's.
+fn execution_record(event: &Event, exec: &Execution) -> OutRecord {
+    let pk = Uuid::new_v5(
+        &EXECUTION_NAMESPACE,
+        format!("{}/{}", event.pk, exec.binding.pk).as_bytes(),
+    );
+    let record = json!({
+        "pk": pk,
+        "user": event.user,
+        "action": "policy_execution",
+        "app": "authentik.policies.process",
+        "context": {
+            "message": "Policy Execution",
+            "policy_uuid": exec.policy.pk.simple().to_string(),
+            "binding": &*exec.binding,
+            "request": {"event": {"pk": event.pk, "action": event.action}},
+            "result": {"passing": exec.passing, "messages": []},
+        },
+        "client_ip": event.client_ip,
+        "created": event.created.as_ref().map(|(s, _)| s.clone()),
+    });
+    OutRecord {
+        topic: OutTopic::Executions,
+        key: Some(pk.to_string()),
+        value: Some(serde_json::to_vec(&record).unwrap_or_default()),
+    }
+}

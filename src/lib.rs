@@ -1,0 +1,37 @@
+//! eventmatchd: authentik's event notification pipeline (event matcher policies, notification
+//! rules, seen flags) as a Kafka sidecar. See `README.md` and `../shared/SPEC.md`.
+//!
+//! # Layout
+//!
+//! Pure logic, no I/O (unit-tested without a broker):
+//! * [`catalog`]: the API's enum lists (actions, apps, models), extendable by configuration.
+//! * [`events`]: parsing and validating Event records.
+//! * [`pyrepr`]: Python's `repr`, for notification bodies rendered as authentik renders them.
+//! * [`policy`]: event matcher policies and their matching semantics.
+//! * [`rules`]: notification rules and policy bindings.
+//! * [`policyset`]: the immutable, versioned snapshot of policies, rules and bindings.
+//! * [`matcher`]: rule evaluation compiled per snapshot (an index by criteria, plus the
+//!   linear reference it is tested against).
+//! * [`notify`]: building notifications, their deterministic pks, the held-notification index.
+//! * [`validate`]: request-body validation with authentik's error shape and messages.
+//! * [`control`]: control commands: envelope, routes, create/patch/replace/delete.
+//! * [`engine`]: the state behind `arc-swap` and the two operations on it (process an event,
+//!   apply a command), returning the records to produce.
+//!
+//! Edges:
+//! * [`config`]: settings from `config/default.toml`, a file and the environment.
+//! * [`replay`]: the offline NDJSON driver behind `eventmatchd replay`.
+
+pub mod catalog;
+pub mod config;
+pub mod control;
+pub mod engine;
+pub mod events;
+pub mod matcher;
+pub mod notify;
+pub mod policy;
+pub mod policyset;
+pub mod pyrepr;
+pub mod replay;
+pub mod rules;
+pub mod validate;

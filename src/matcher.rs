@@ -1,0 +1,492 @@
+//! Rule evaluation (SPEC §2.5), compiled once per policy-set version.
+//!
+//! Semantics: an enabled rule fires when any of its enabled bindings passes; a binding passes
+//! when its policy matches the event, inverted by `negate`; a rule with no enabled binding
+//! never fires. An event whose `context.policy_uuid` names a policy bound to any rule is
+//! skipped for all rules (authentik's loop guard).
+//!
+//! Cost: instead of testing every policy, policies are grouped by which criteria they set
+//! (at most 16 signatures) and, inside a group, hashed by the values of those criteria. An
+//! event is hashed the same way once per signature present, so one evaluation costs a handful
+//! of hash probes whatever the number of policies; each candidate is then checked with
+//! [`EventMatcherPolicy::matches`], so a hash collision can never produce a false match.
+//! Negated bindings are handled by counting: a rule fires through its negated bindings unless
+//! every one of their policies matched. [`evaluate_linear`] is the straightforward reference
+//! used by property tests and benchmarks.
+
+use crate::events::Event;
+use crate::policy::EventMatcherPolicy;
+use crate::rules::{NotificationRule, PolicyBinding};
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+use std::collections::BTreeMap;
+use std::hash::Hasher;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// One policy execution to log (the policy has `execution_logging`).
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub binding: Arc<PolicyBinding>,
+    pub policy: Arc<EventMatcherPolicy>,
+    /// The binding's result: the policy's match, inverted by `negate`.
+    pub passing: bool,
+}
+
+/// What one event caused.
+#[derive(Debug, Default, Clone)]
+pub struct Evaluation {
+    /// Rules that fired, in pk order.
+    pub fired: Vec<Arc<NotificationRule>>,
+    /// Executions of logged policies, in rule then binding pk order.
+    pub executions: Vec<Execution>,
+    /// The loop guard skipped this event.
+    pub guarded: bool,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    mask: u8,
+    by_key: FxHashMap<u64, Vec<u32>>,
+}
+
+#[derive(Debug)]
+struct LoggedBinding {
+    binding: Arc<PolicyBinding>,
+    policy: Arc<EventMatcherPolicy>,
+}
+
+#[derive(Debug, Default)]
+pub struct Matcher {
+    /// Policies reachable through an enabled binding of an enabled rule, densely numbered.
+    policies: Vec<Arc<EventMatcherPolicy>>,
+    /// Per policy number: (rule number, negate) of each enabled binding.
+    edges: Vec<Vec<(u32, bool)>>,
+    /// Enabled rules with at least one enabled binding, in pk order.
+    rules: Vec<Arc<NotificationRule>>,
+    /// Per rule number: how many of its enabled bindings are negated.
+    negated: Vec<u32>,
+    /// Rule numbers with at least one negated binding.
+    rules_with_negation: Vec<u32>,
+    groups: Vec<Group>,
+    /// Bindings whose policy logs executions, evaluated one by one.
+    logged: Vec<LoggedBinding>,
+    /// Policies bound to any rule (enabled or not): the loop guard.
+    guard: FxHashSet<Uuid>,
+}
+
+fn hash_str(s: &str) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(s.as_bytes());
+    h.write_u8(0xff);
+    h.finish()
+}
+
+/// Combines the hashes of the fields a signature covers; the same function for policies and
+/// events, so equal values give equal keys.
+/// Field order in the hash arrays and signature masks: bit 0 action, 1 client_ip, 2 app,
+/// 3 model.
+fn combine(mask: u8, fields: &[Option<u64>; 4]) -> Option<u64> {
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15 ^ mask as u64;
+    for (bit, field) in fields.iter().enumerate() {
+        if mask & (1 << bit) != 0 {
+            let v = (*field)?;
+            h = (h.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    Some(h)
+}
+
+fn policy_fields(p: &EventMatcherPolicy) -> (u8, [Option<u64>; 4]) {
+    let fields = [
+        p.action.as_deref().map(hash_str),
+        p.client_ip.as_deref().map(hash_str),
+        p.app.as_deref().map(hash_str),
+        p.model.as_deref().map(hash_str),
+    ];
+    let mut mask = 0;
+    for (bit, f) in fields.iter().enumerate() {
+        if f.is_some() {
+            mask |= 1 << bit;
+        }
+    }
+    (mask, fields)
+}
+
+fn event_fields(e: &Event) -> [Option<u64>; 4] {
+    [
+        Some(hash_str(&e.action)),
+        e.client_ip.as_deref().map(hash_str),
+        Some(hash_str(&e.app)),
+        e.model.as_deref().map(hash_str),
+    ]
+}
+
+impl Matcher {
+    pub fn compile(
+        policies: &BTreeMap<Uuid, Arc<EventMatcherPolicy>>,
+        rules: &BTreeMap<Uuid, Arc<NotificationRule>>,
+        bindings: &BTreeMap<Uuid, Arc<PolicyBinding>>,
+    ) -> Matcher {
+        let mut m = Matcher::default();
+        // Bindings grouped by rule, in binding pk order, for deterministic execution output.
+        let mut by_rule: BTreeMap<Uuid, Vec<&Arc<PolicyBinding>>> = BTreeMap::new();
+        for b in bindings.values() {
+            m.guard.insert(b.policy);
+            by_rule.entry(b.target).or_default().push(b);
+        }
+        let mut policy_no: FxHashMap<Uuid, u32> = FxHashMap::default();
+        for (rule_pk, rule) in rules {
+            if !rule.enabled {
+                continue;
+            }
+            let enabled: Vec<&Arc<PolicyBinding>> = by_rule
+                .get(rule_pk)
+                .map(|bs| bs.iter().copied().filter(|b| b.enabled).collect())
+                .unwrap_or_default();
+            if enabled.is_empty() {
+                continue;
+            }
+            let rule_no = m.rules.len() as u32;
+            m.rules.push(rule.clone());
+            let mut negated = 0;
+            for b in enabled {
+                let Some(policy) = policies.get(&b.policy) else {
+                    continue;
+                };
+                let no = *policy_no.entry(b.policy).or_insert_with(|| {
+                    m.policies.push(policy.clone());
+                    m.edges.push(Vec::new());
+                    (m.policies.len() - 1) as u32
+                });
+                m.edges[no as usize].push((rule_no, b.negate));
+                if b.negate {
+                    negated += 1;
+                }
+                if policy.execution_logging {
+                    m.logged.push(LoggedBinding {
+                        binding: b.clone(),
+                        policy: policy.clone(),
+                    });
+                }
+            }
+            m.negated.push(negated);
+            if negated > 0 {
+                m.rules_with_negation.push(rule_no);
+            }
+        }
+        let mut groups: BTreeMap<u8, Group> = BTreeMap::new();
+        for (no, p) in m.policies.iter().enumerate() {
+            let (mask, fields) = policy_fields(p);
+            let key = combine(mask, &fields).unwrap_or(0);
+            let g = groups.entry(mask).or_insert_with(|| Group {
+                mask,
+                by_key: FxHashMap::default(),
+            });
+            g.by_key.entry(key).or_default().push(no as u32);
+        }
+        m.groups = groups.into_values().collect();
+        m
+    }
+
+    /// Number of rules that can fire (enabled, with an enabled binding).
+    pub fn live_rules(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether the loop guard skips an event.
+    pub fn guards(&self, event: &Event) -> bool {
+        event.policy_uuid.is_some_and(|pu| self.guard.contains(&pu))
+    }
+
+    pub fn evaluate(&self, event: &Event) -> Evaluation {
+        if self.guards(event) {
+            return Evaluation {
+                guarded: true,
+                ..Evaluation::default()
+            };
+        }
+        let fields = event_fields(event);
+        let mut fired: Vec<u32> = Vec::new();
+        // Matched negated bindings per rule; only rules with negations ever get an entry.
+        let mut negated_hits: FxHashMap<u32, u32> = FxHashMap::default();
+        for g in &self.groups {
+            let Some(key) = combine(g.mask, &fields) else {
+                continue;
+            };
+            let Some(candidates) = g.by_key.get(&key) else {
+                continue;
+            };
+            for &no in candidates {
+                if !self.policies[no as usize].matches(event) {
+                    continue;
+                }
+                for &(rule, negate) in &self.edges[no as usize] {
+                    if negate {
+                        *negated_hits.entry(rule).or_default() += 1;
+                    } else {
+                        fired.push(rule);
+                    }
+                }
+            }
+        }
+        for &rule in &self.rules_with_negation {
+            let hits = negated_hits.get(&rule).copied().unwrap_or(0);
+            if hits < self.negated[rule as usize] {
+                fired.push(rule);
+            }
+        }
+        fired.sort_unstable();
+        fired.dedup();
+        let executions = self
+            .logged
+            .iter()
+            .map(|lb| Execution {
+                binding: lb.binding.clone(),
+                policy: lb.policy.clone(),
+                passing: lb.policy.matches(event) != lb.binding.negate,
+            })
+            .collect();
+        Evaluation {
+            fired: fired
+                .into_iter()
+                .map(|r| self.rules[r as usize].clone())
+                .collect(),
+            executions,
+            guarded: false,
+        }
+    }
+}
+
+/// The reference evaluation: every rule, every binding, no index. Same result as
+/// [`Matcher::evaluate`] (checked by property tests), at a cost linear in the set's size.
+pub fn evaluate_linear(
+    policies: &BTreeMap<Uuid, Arc<EventMatcherPolicy>>,
+    rules: &BTreeMap<Uuid, Arc<NotificationRule>>,
+    bindings: &BTreeMap<Uuid, Arc<PolicyBinding>>,
+    event: &Event,
+) -> Evaluation {
+    if let Some(pu) = event.policy_uuid {
+        if bindings.values().any(|b| b.policy == pu) {
+            return Evaluation {
+                guarded: true,
+                ..Evaluation::default()
+            };
+        }
+    }
+    let mut out = Evaluation::default();
+    for rule in rules.values().filter(|r| r.enabled) {
+        let mut fires = false;
+        for b in bindings
+            .values()
+            .filter(|b| b.target == rule.pk && b.enabled)
+        {
+            let Some(policy) = policies.get(&b.policy) else {
+                continue;
+            };
+            let passing = policy.matches(event) != b.negate;
+            fires |= passing;
+            if policy.execution_logging {
+                out.executions.push(Execution {
+                    binding: b.clone(),
+                    policy: policy.clone(),
+                    passing,
+                });
+            }
+        }
+        if fires {
+            out.fired.push(rule.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policyset::PolicySet;
+    use serde_json::json;
+
+    fn u(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn event(action: &str, ctx: serde_json::Value) -> Event {
+        Event::parse(
+            json!({"pk": u(999).to_string(), "action": action, "app": "authentik.core",
+                   "client_ip": "10.0.0.1", "context": ctx})
+            .to_string()
+            .as_bytes(),
+        )
+        .expect("valid")
+    }
+
+    fn policy(n: u128, action: Option<&str>) -> EventMatcherPolicy {
+        let mut p = EventMatcherPolicy::new(u(n), format!("p{n}"));
+        p.action = action.map(str::to_string);
+        p
+    }
+
+    fn fired(set: &PolicySet, e: &Event) -> Vec<Uuid> {
+        let ev = set.matcher().evaluate(e);
+        let lin = evaluate_linear(set.policies(), set.rules(), set.bindings(), e);
+        let a: Vec<Uuid> = ev.fired.iter().map(|r| r.pk).collect();
+        let b: Vec<Uuid> = lin.fired.iter().map(|r| r.pk).collect();
+        assert_eq!(a, b, "indexed and linear evaluation agree");
+        a
+    }
+
+    #[test]
+    fn any_enabled_binding_fires_the_rule() {
+        let mut b = PolicySet::empty().builder();
+        b.put_policy(policy(1, Some("login")));
+        b.put_policy(policy(2, Some("logout")));
+        b.put_rule(NotificationRule::new(u(10), "r"));
+        b.put_binding(PolicyBinding::new(u(100), u(1), u(10), 0));
+        b.put_binding(PolicyBinding::new(u(101), u(2), u(10), 1));
+        let set = b.build(1);
+        assert_eq!(fired(&set, &event("login", json!({}))), vec![u(10)]);
+        assert_eq!(fired(&set, &event("logout", json!({}))), vec![u(10)]);
+        assert!(fired(&set, &event("user_write", json!({}))).is_empty());
+    }
+
+    #[test]
+    fn negate_inverts_a_binding() {
+        let mut b = PolicySet::empty().builder();
+        b.put_policy(policy(1, Some("login")));
+        b.put_rule(NotificationRule::new(u(10), "r"));
+        let mut nb = PolicyBinding::new(u(100), u(1), u(10), 0);
+        nb.negate = true;
+        b.put_binding(nb);
+        let set = b.build(1);
+        assert!(fired(&set, &event("login", json!({}))).is_empty());
+        assert_eq!(fired(&set, &event("logout", json!({}))), vec![u(10)]);
+    }
+
+    #[test]
+    fn two_negated_bindings_fire_unless_both_policies_match() {
+        let mut b = PolicySet::empty().builder();
+        b.put_policy(policy(1, Some("login")));
+        b.put_policy(policy(2, None));
+        b.put_rule(NotificationRule::new(u(10), "r"));
+        for (pk, p) in [(100, 1), (101, 2)] {
+            let mut nb = PolicyBinding::new(u(pk), u(p), u(10), pk as i64);
+            nb.negate = true;
+            b.put_binding(nb);
+        }
+        let set = b.build(1);
+        // Both match a login: both negated bindings fail.
+        assert!(fired(&set, &event("login", json!({}))).is_empty());
+        // A logout fails policy 1, so its negated binding passes.
+        assert_eq!(fired(&set, &event("logout", json!({}))), vec![u(10)]);
+    }
+
+    #[test]
+    fn disabled_binding_disabled_rule_and_no_bindings_never_fire() {
+        let mut b = PolicySet::empty().builder();
+        b.put_policy(policy(1, None));
+        b.put_rule(NotificationRule::new(u(10), "disabled binding"));
+        let mut db = PolicyBinding::new(u(100), u(1), u(10), 0);
+        db.enabled = false;
+        b.put_binding(db);
+        let mut off = NotificationRule::new(u(11), "disabled rule");
+        off.enabled = false;
+        b.put_rule(off);
+        b.put_binding(PolicyBinding::new(u(101), u(1), u(11), 0));
+        b.put_rule(NotificationRule::new(u(12), "no bindings"));
+        let set = b.build(1);
+        assert!(fired(&set, &event("login", json!({}))).is_empty());
+        assert_eq!(set.matcher().live_rules(), 0);
+    }
+
+    #[test]
+    fn loop_guard_skips_events_of_bound_policies_even_disabled_ones() {
+        let mut b = PolicySet::empty().builder();
+        b.put_policy(policy(1, None));
+        b.put_policy(policy(2, None));
+        b.put_policy(policy(3, None));
+        b.put_rule(NotificationRule::new(u(10), "r"));
+        b.put_binding(PolicyBinding::new(u(100), u(1), u(10), 0));
+        let mut disabled = PolicyBinding::new(u(101), u(2), u(10), 1);
+        disabled.enabled = false;
+        b.put_binding(disabled);
+        let set = b.build(1);
+        for guarded in [1u128, 2] {
+            let e = event(
+                "policy_execution",
+                json!({"policy_uuid": u(guarded).simple().to_string()}),
+            );
+            let ev = set.matcher().evaluate(&e);
+            assert!(ev.guarded && ev.fired.is_empty(), "policy {guarded}");
+            assert!(fired(&set, &e).is_empty());
+        }
+        // Policy 3 is bound to nothing: its executions are ordinary events.
+        let e = event("policy_execution", json!({"policy_uuid": u(3).to_string()}));
+        assert_eq!(fired(&set, &e), vec![u(10)]);
+    }
+
+    #[test]
+    fn executions_are_reported_for_logged_policies_with_their_result() {
+        let mut b = PolicySet::empty().builder();
+        let mut p = policy(1, Some("login"));
+        p.execution_logging = true;
+        b.put_policy(p);
+        b.put_rule(NotificationRule::new(u(10), "r"));
+        b.put_binding(PolicyBinding::new(u(100), u(1), u(10), 0));
+        let set = b.build(1);
+        let hit = set.matcher().evaluate(&event("login", json!({})));
+        assert_eq!(hit.executions.len(), 1);
+        assert!(hit.executions[0].passing);
+        let miss = set.matcher().evaluate(&event("logout", json!({})));
+        assert_eq!(
+            miss.executions.len(),
+            1,
+            "a failing execution is logged too"
+        );
+        assert!(!miss.executions[0].passing);
+    }
+
+    #[test]
+    fn many_policies_in_every_signature_agree_with_linear() {
+        let mut b = PolicySet::empty().builder();
+        b.put_rule(NotificationRule::new(u(1_000_000), "r"));
+        let actions = ["login", "logout", "user_write"];
+        let ips = ["10.0.0.1", "10.0.0.2"];
+        let apps = ["authentik.core", "authentik.flows"];
+        let models = ["authentik_core.user", "authentik_core.group"];
+        for n in 0..64u128 {
+            let mut p = EventMatcherPolicy::new(u(n + 1), format!("p{n}"));
+            if n & 1 != 0 {
+                p.action = Some(actions[(n as usize / 16) % 3].into());
+            }
+            if n & 2 != 0 {
+                p.client_ip = Some(ips[(n as usize / 16) % 2].into());
+            }
+            if n & 4 != 0 {
+                p.app = Some(apps[(n as usize / 32) % 2].into());
+            }
+            if n & 8 != 0 {
+                p.model = Some(models[(n as usize / 16) % 2].into());
+            }
+            b.put_policy(p);
+            let rule = u(2_000_000 + n % 7);
+            b.put_rule(NotificationRule::new(rule, format!("rule{}", n % 7)));
+            let mut bind = PolicyBinding::new(u(3_000_000 + n), u(n + 1), rule, n as i64);
+            bind.negate = n % 5 == 0;
+            b.put_binding(bind);
+        }
+        let set = b.build(1);
+        for action in actions {
+            for model in [
+                json!(null),
+                json!({"app": "authentik_core", "model_name": "user"}),
+            ] {
+                let ctx = if model.is_null() {
+                    json!({})
+                } else {
+                    json!({"model": model})
+                };
+                fired(&set, &event(action, ctx));
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The policy set: one immutable, versioned snapshot of policies, rules and bindings.
+//!
+//! A snapshot is never changed in place. A control command clones the maps (cheap: values are
+//! `Arc`s), changes the clone through [`PolicySetBuilder`], and [`PolicySetBuilder::build`]
+//! compiles the matcher for it; the daemon then publishes the new `Arc<PolicySet>` with
+//! `ArcSwap::store`, so an event is always evaluated against exactly one version.
+
+use crate::matcher::Matcher;
+use crate::policy::EventMatcherPolicy;
+use crate::rules::{NotificationRule, PolicyBinding};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use uuid::Uuid;
+
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    version: u64,
+    // BTreeMaps: iteration in pk order makes rule evaluation, and so output order,
+    // deterministic across instances and replays.
+    policies: BTreeMap<Uuid, Arc<EventMatcherPolicy>>,
+    rules: BTreeMap<Uuid, Arc<NotificationRule>>,
+    bindings: BTreeMap<Uuid, Arc<PolicyBinding>>,
+    /// Derived: number of bindings per policy (`bound_to`).
+    bound_to: HashMap<Uuid, usize>,
+    /// Derived: the compiled evaluation structure for this version.
+    matcher: Matcher,
+}
+
+impl PolicySet {
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn policies(&self) -> &BTreeMap<Uuid, Arc<EventMatcherPolicy>> {
+        &self.policies
+    }
+
+    pub fn rules(&self) -> &BTreeMap<Uuid, Arc<NotificationRule>> {
+        &self.rules
+    }
+
+    pub fn bindings(&self) -> &BTreeMap<Uuid, Arc<PolicyBinding>> {
+        &self.bindings
+    }
+
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
+    }
+
+    pub fn bound_to(&self, policy: &Uuid) -> usize {
+        self.bound_to.get(policy).copied().unwrap_or(0)
+    }
+
+    pub fn rule_by_name(&self, name: &str) -> Option<&Arc<NotificationRule>> {
+        self.rules.values().find(|r| r.name == name)
+    }
+
+    pub fn builder(&self) -> PolicySetBuilder {
+        PolicySetBuilder {
+            policies: self.policies.clone(),
+            rules: self.rules.clone(),
+            bindings: self.bindings.clone(),
+        }
+    }
+
+    /// Checks every invariant a published snapshot must hold. Used by tests after every
+    /// command; cheap enough to run in debug builds.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut names = HashSet::new();
+        for (pk, rule) in &self.rules {
+            if *pk != rule.pk {
+                return Err(format!("rule keyed {pk} has pk {}", rule.pk));
+            }
+            if rule.name.is_empty() {
+                return Err(format!("rule {pk} has an empty name"));
+            }
+            if !names.insert(rule.name.as_str()) {
+                return Err(format!("rule name {:?} is not unique", rule.name));
+            }
+        }
+        for (pk, policy) in &self.policies {
+            if *pk != policy.pk || policy.name.is_empty() {
+                return Err(format!("policy {pk} is malformed"));
+            }
+            if policy.client_ip.as_deref() == Some("") {
+                return Err(format!("policy {pk} has an empty client_ip"));
+            }
+        }
+        let mut triples = HashSet::new();
+        let mut counts: HashMap<Uuid, usize> = HashMap::new();
+        for (pk, b) in &self.bindings {
+            if *pk != b.pk {
+                return Err(format!("binding keyed {pk} has pk {}", b.pk));
+            }
+            if !self.policies.contains_key(&b.policy) {
+                return Err(format!(
+                    "binding {pk} references missing policy {}",
+                    b.policy
+                ));
+            }
+            if !self.rules.contains_key(&b.target) {
+                return Err(format!("binding {pk} references missing rule {}", b.target));
+            }
+            if !triples.insert((b.policy, b.target, b.order)) {
+                return Err(format!("binding {pk} repeats (policy, target, order)"));
+            }
+            *counts.entry(b.policy).or_default() += 1;
+        }
+        for pk in self.policies.keys() {
+            let want = counts.get(pk).copied().unwrap_or(0);
+            if self.bound_to(pk) != want {
+                return Err(format!(
+                    "bound_to of {pk} is {} not {want}",
+                    self.bound_to(pk)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A mutable copy of a snapshot's state. Removing a policy or rule removes the bindings that
+/// reference it, as authentik's `on_delete=CASCADE` does.
+#[derive(Debug, Clone)]
+pub struct PolicySetBuilder {
+    policies: BTreeMap<Uuid, Arc<EventMatcherPolicy>>,
+    rules: BTreeMap<Uuid, Arc<NotificationRule>>,
+    bindings: BTreeMap<Uuid, Arc<PolicyBinding>>,
+}
+
+impl PolicySetBuilder {
+    pub fn put_policy(&mut self, policy: EventMatcherPolicy) {
+        self.policies.insert(policy.pk, Arc::new(policy));
+    }
+
+    pub fn put_rule(&mut self, rule: NotificationRule) {
+        self.rules.insert(rule.pk, Arc::new(rule));
+    }
+
+    pub fn put_binding(&mut self, binding: PolicyBinding) {
+        self.bindings.insert(binding.pk, Arc::new(binding));
+    }
+
+    pub fn remove_policy(&mut self, pk: &Uuid) -> bool {
+        self.bindings.retain(|_, b| b.policy != *pk);
+        self.policies.remove(pk).is_some()
+    }
+
+    pub fn remove_rule(&mut self, pk: &Uuid) -> bool {
+        self.bindings.retain(|_, b| b.target != *pk);
+        self.rules.remove(pk).is_some()
+    }
+
+    pub fn remove_binding(&mut self, pk: &Uuid) -> bool {
+        self.bindings.remove(pk).is_some()
+    }
+
+    /// Freezes the state as the given version and compiles its matcher.
+    pub fn build(self, version: u64) -> PolicySet {
+        let mut bound_to: HashMap<Uuid, usize> = HashMap::new();
+        for b in self.bindings.values() {
+            *bound_to.entry(b.policy).or_default() += 1;
+        }
+        let matcher = Matcher::compile(&self.policies, &self.rules, &self.bindings);
+        PolicySet {
+            version,
+            policies: self.policies,
+            rules: self.rules,
+            bindings: self.bindings,
+            bound_to,
+            matcher,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    #[test]
+    fn deleting_a_policy_or_rule_cascades_to_bindings() {
+        let mut b = PolicySet::empty().builder();
+        b.put_policy(EventMatcherPolicy::new(u(1), "p1"));
+        b.put_policy(EventMatcherPolicy::new(u(2), "p2"));
+        b.put_rule(NotificationRule::new(u(10), "r1"));
+        b.put_rule(NotificationRule::new(u(11), "r2"));
+        b.put_binding(PolicyBinding::new(u(100), u(1), u(10), 0));
+        b.put_binding(PolicyBinding::new(u(101), u(2), u(10), 1));
+        b.put_binding(PolicyBinding::new(u(102), u(2), u(11), 0));
+        let set = b.clone().build(1);
+        set.check_invariants().expect("valid");
+        assert_eq!(set.bound_to(&u(2)), 2);
+        assert_eq!(set.bound_to(&u(1)), 1);
+
+        let mut b1 = set.builder();
+        assert!(b1.remove_policy(&u(2)));
+        let after = b1.build(2);
+        after.check_invariants().expect("valid");
+        assert_eq!(after.bindings().len(), 1);
+        assert_eq!(after.bound_to(&u(2)), 0);
+
+        let mut b2 = set.builder();
+        assert!(b2.remove_rule(&u(10)));
+        let after = b2.build(2);
+        after.check_invariants().expect("valid");
+        assert_eq!(
+            after.bindings().keys().copied().collect::<Vec<_>>(),
+            vec![u(102)]
+        );
+        assert_eq!(after.bound_to(&u(1)), 0);
+        // The snapshot the builder came from is untouched.
+        assert_eq!(set.bindings().len(), 3);
+        assert_eq!(set.version(), 1);
+    }
+
+    #[test]
+    fn invariant_check_catches_dangling_and_duplicate_state() {
+        let mut b = PolicySet::empty().builder();
+        b.put_rule(NotificationRule::new(u(10), "same"));
+        b.put_rule(NotificationRule::new(u(11), "same"));
+        assert!(b.build(1).check_invariants().is_err());
+
+        let mut b = PolicySet::empty().builder();
+        b.put_rule(NotificationRule::new(u(10), "r"));
+        b.put_binding(PolicyBinding::new(u(100), u(1), u(10), 0));
+        assert!(b.build(1).check_invariants().is_err());
+    }
+}

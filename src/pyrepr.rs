@@ -1,0 +1,211 @@
+//! Python's `repr` of decoded JSON.
+//!
+//! authentik builds a notification body as `f"{event.action}: {event.context}"`, which formats
+//! the context dict with Python's `repr`. Operators match on those strings downstream, so the
+//! rendering has to be Python's to the byte: quote choice and escapes of `str.__repr__`,
+//! `True`/`False`/`None`, and `float.__repr__` (shortest round-trip digits, exponent form
+//! outside `1e-4 <= |x| < 1e16`, a trailing `.0` on integral values).
+//!
+//! Known differences, both from how serde_json decodes numbers before we see them: JSON
+//! integers outside the i64/u64 range become floats (Python keeps an exact int), and the
+//! integer `-0` becomes the float `-0.0` (Python: `0`).
+
+use serde_json::Value;
+use std::fmt::Write;
+use unicode_general_category::{get_general_category, GeneralCategory};
+
+/// `repr(value)` as CPython 3 prints it for the value `json.loads` would return.
+pub fn repr(value: &Value) -> String {
+    let mut out = String::with_capacity(64);
+    write_repr(&mut out, value);
+    out
+}
+
+/// Appends `repr(value)` to `out`.
+pub fn write_repr(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("None"),
+        Value::Bool(true) => out.push_str("True"),
+        Value::Bool(false) => out.push_str("False"),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                let _ = write!(out, "{i}");
+            } else if let Some(u) = n.as_u64() {
+                let _ = write!(out, "{u}");
+            } else if let Some(f) = n.as_f64() {
+                write_float(out, f);
+            }
+        }
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_repr(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_str(out, k);
+                out.push_str(": ");
+                write_repr(out, v);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// `str(value)`: a string is itself, anything else its `repr` (true for every JSON type).
+pub fn python_str(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => repr(other),
+    }
+}
+
+/// CPython's `unicode_repr`.
+pub fn write_str(out: &mut String, s: &str) {
+    // Single quotes unless the text has a single quote and no double quote.
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    out.push(quote);
+    for ch in s.chars() {
+        match ch {
+            c if c == quote || c == '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if (c as u32) < 0x7f => out.push(c),
+            c if is_printable(c) => out.push(c),
+            c if (c as u32) <= 0xff => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if (c as u32) <= 0xffff => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\U{:08x}", c as u32);
+            }
+        }
+    }
+    out.push(quote);
+}
+
+/// `str.isprintable` for one non-ASCII character: everything but the "Other" and
+/// "Separator" general categories (the ASCII space is handled by the caller).
+fn is_printable(c: char) -> bool {
+    !matches!(
+        get_general_category(c),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::Surrogate
+            | GeneralCategory::PrivateUse
+            | GeneralCategory::Unassigned
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+            | GeneralCategory::SpaceSeparator
+    )
+}
+
+/// CPython's `float_repr`: `PyOS_double_to_string(x, 'r', 0, Py_DTSF_ADD_DOT_0)`.
+pub fn write_float(out: &mut String, f: f64) {
+    if f.is_nan() {
+        out.push_str("nan");
+        return;
+    }
+    if f.is_infinite() {
+        out.push_str(if f > 0.0 { "inf" } else { "-inf" });
+        return;
+    }
+    if f.is_sign_negative() {
+        out.push('-');
+    }
+    // Rust's `{:e}` prints the shortest digit string that round-trips, as CPython's repr does;
+    // only the placement of the decimal point differs.
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let ndigits = digits.len() as i32;
+    // Position of the decimal point relative to the start of `digits`.
+    let decpt = exp + 1;
+    if decpt <= -4 || decpt > 16 {
+        out.push_str(&digits[..1]);
+        if ndigits > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let e = decpt - 1;
+        let _ = write!(out, "e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs());
+    } else if decpt <= 0 {
+        out.push_str("0.");
+        for _ in 0..(-decpt) {
+            out.push('0');
+        }
+        out.push_str(&digits);
+    } else if decpt < ndigits {
+        out.push_str(&digits[..decpt as usize]);
+        out.push('.');
+        out.push_str(&digits[decpt as usize..]);
+    } else {
+        out.push_str(&digits);
+        for _ in 0..(decpt - ndigits) {
+            out.push('0');
+        }
+        out.push_str(".0");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Each case: JSON text, and what CPython 3.11 printed for `repr(json.loads(text))`
+    /// (produced once with `python3 -c 'import json,sys; print(repr(json.loads(...)))'`).
+    const CASES: &[(&str, &str)] = include!("../tests/data/pyrepr_cases.in");
+
+    #[test]
+    fn matches_cpython_for_every_recorded_case() {
+        let mut failures = Vec::new();
+        for (json_text, expected) in CASES {
+            let v: Value = serde_json::from_str(json_text).expect("case is valid JSON");
+            let got = repr(&v);
+            if got != *expected {
+                failures.push(format!("{json_text}: got {got:?}, want {expected:?}"));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(CASES.len() > 40, "the case table was truncated");
+    }
+
+    #[test]
+    fn dict_keeps_key_order_of_the_input() {
+        let v: Value = serde_json::from_str(r#"{"z": 1, "a": 2, "m": {"y": null, "b": true}}"#)
+            .expect("valid");
+        assert_eq!(repr(&v), "{'z': 1, 'a': 2, 'm': {'y': None, 'b': True}}");
+    }
+
+    #[test]
+    fn str_of_a_string_is_unquoted() {
+        assert_eq!(python_str(&json!("it's")), "it's");
+        assert_eq!(python_str(&json!(1.5)), "1.5");
+        assert_eq!(python_str(&json!(null)), "None");
+    }
+}
