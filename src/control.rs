@@ -187,6 +187,21 @@ fn invalid(errors: Errors) -> Response {
     }
 }
 
+/// Whether a record is a command on a notification (seen PATCH, DELETE, `mark_all_seen`).
+/// Those act on the notification index rather than the policy set, so the daemon applies them
+/// only where it emits their effects. Unparsable records are not.
+pub fn is_notification_command(payload: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        path: Option<String>,
+    }
+    serde_json::from_slice::<Probe>(payload)
+        .ok()
+        .and_then(|p| p.path)
+        .and_then(|p| Route::parse(&p).ok())
+        .is_some_and(|r| r.resource() == Resource::Notification)
+}
+
 /// Parses, validates and applies one control record.
 pub fn execute(
     current: &PolicySet,
@@ -682,5 +697,37 @@ fn mark_all_seen(
     Response {
         status: 204,
         body: Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_commands_are_recognised() {
+        assert!(is_notification_command(
+            br#"{"method":"PATCH","path":"/events/notifications/6b0f9c4e-0000-4000-8000-000000000000/","body":{"seen":true}}"#
+        ));
+        assert!(is_notification_command(
+            br#"{"method":"POST","path":"/api/v3/events/notifications/mark_all_seen/"}"#
+        ));
+        assert!(!is_notification_command(
+            br#"{"method":"POST","path":"/events/rules/"}"#
+        ));
+        assert!(!is_notification_command(b"garbage"));
+        assert!(!is_notification_command(br#"{"path": 5}"#));
+    }
+
+    #[test]
+    fn routes_parse_with_and_without_prefix_and_slash() {
+        let u = "6b0f9c4e-0000-4000-8000-000000000000";
+        assert_eq!(
+            Route::parse(&format!("/api/v3/policies/bindings/{u}")),
+            Ok(Route::Binding(Uuid::parse_str(u).expect("uuid")))
+        );
+        assert_eq!(Route::parse("/events/rules/"), Ok(Route::Rules));
+        assert_eq!(Route::parse("/events/rules/x/"), Err(()));
+        assert_eq!(Route::parse("/events/rules/a/b/"), Err(()));
     }
 }

@@ -18,20 +18,35 @@
 //! * [`engine`]: the state behind `arc-swap` and the two operations on it (process an event,
 //!   apply a command), returning the records to produce.
 //!
-//! Edges:
+//! Edges (I/O):
 //! * [`config`]: settings from `config/default.toml`, a file and the environment.
 //! * [`replay`]: the offline NDJSON driver behind `eventmatchd replay`.
+//! * [`daemon`]: `run(settings, shutdown)`: start-up order, tasks, drain on shutdown.
+//! * [`readers`]: the control and notification topics, read in full by every instance.
+//! * [`pipeline`]: the event consumer group, at-least-once.
+//! * [`effects`]: control side effects, emitted once by the control partition's owner.
+//! * [`kafka`]: client settings, the retrying output producer, topic creation.
+//! * [`metrics`], [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
+//! * [`tools`]: helper subcommands (create topics, send, tail).
 
 pub mod catalog;
 pub mod config;
 pub mod control;
+pub mod daemon;
+pub mod effects;
 pub mod engine;
 pub mod events;
+pub mod http;
+pub mod kafka;
 pub mod matcher;
+pub mod metrics;
 pub mod notify;
+pub mod pipeline;
 pub mod policy;
 pub mod policyset;
 pub mod pyrepr;
+pub mod readers;
 pub mod replay;
 pub mod rules;
+pub mod tools;
 pub mod validate;

@@ -1,0 +1,337 @@
+//! Control side effects, emitted once per command by one instance.
+//!
+//! Every instance applies every control command (see [`crate::readers`]), but the result
+//! record of a command, and the notification records a seen PATCH, DELETE or `mark_all_seen`
+//! causes, must appear once. Kafka's group protocol picks the emitter: every instance is a
+//! member of a second consumer group (`kafka.control_group_id`) on the control topic, which has
+//! one partition, so exactly one member owns it at a time. The owner reads commands from the
+//! group's committed offset, waits until its own reader has applied each one, emits its
+//! effects, and stores the next offset only once they are acknowledged; a rebalance or restart
+//! hands the partition to another member, which continues from the committed offset.
+//!
+//! Between an acknowledgement and the next commit a crash could make the next owner emit a
+//! command again. To prevent that, every side-effect record carries the control partition and
+//! offset it came from as headers, a command's result is produced only after its notification
+//! records are acknowledged, and a new owner first reads the tail of the results topic to skip
+//! commands whose result is already there.
+
+use crate::config::Settings;
+use crate::control::CommandSource;
+use crate::engine::{Engine, OutRecord, OutTopic};
+use crate::kafka::{self, ControlOrigin, Output, HEADER_CONTROL_OFFSET, HEADER_CONTROL_PARTITION};
+use crate::metrics::Metrics;
+use crate::readers::{Outbox, Pending, Progress};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How many records at the end of each results partition a new owner reads to find what its
+/// predecessor already emitted.
+const RESULTS_SCAN_DEPTH: i64 = 10_000;
+
+/// Tracks ownership of the control partition. Callbacks run inside `recv()` of the owner
+/// loop, which polls only between commands, so nothing is in flight when they run.
+pub struct OwnerContext {
+    /// Partitions of the control topic this member owns.
+    owned: Mutex<Vec<i32>>,
+    /// Set on every assignment: the loop must scan the results topic before emitting.
+    takeover: AtomicBool,
+    metrics: Metrics,
+}
+
+impl ClientContext for OwnerContext {}
+
+impl ConsumerContext for OwnerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            // Hand over cleanly: commit what was emitted so the next owner starts after it.
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(error = %e, "commit on control revoke (nothing stored is fine)");
+            }
+            if let Ok(mut owned) = self.owned.lock() {
+                owned.clear();
+            }
+            self.metrics.control_owner.set(0);
+            tracing::info!("control partition revoked: no longer emitting control side effects");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            if !parts.is_empty() {
+                tracing::info!(partitions = ?parts, "control partition assigned: emitting control side effects");
+                self.takeover.store(true, Ordering::SeqCst);
+                self.metrics.control_owner.set(1);
+            }
+            if let Ok(mut owned) = self.owned.lock() {
+                *owned = parts;
+            }
+        }
+    }
+}
+
+impl OwnerContext {
+    fn owns_any(&self) -> bool {
+        self.owned.lock().map(|o| !o.is_empty()).unwrap_or(false)
+    }
+}
+
+pub fn owner_consumer(
+    settings: &Settings,
+    metrics: Metrics,
+) -> Result<StreamConsumer<OwnerContext>, rdkafka::error::KafkaError> {
+    let mut cfg = kafka::group_config(settings, &settings.kafka.control_group_id);
+    cfg.set("statistics.interval.ms", "0");
+    cfg.create_with_context(OwnerContext {
+        owned: Mutex::new(Vec::new()),
+        takeover: AtomicBool::new(false),
+        metrics,
+    })
+}
+
+/// The control group's committed offset per control partition (0 where none).
+pub fn committed_floor(
+    consumer: &StreamConsumer<OwnerContext>,
+    topic: &str,
+    parts: &[i32],
+) -> Result<HashMap<i32, i64>, rdkafka::error::KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    for &p in parts {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .map(|e| {
+            let off = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            };
+            (e.partition(), off)
+        })
+        .collect())
+}
+
+fn header_i64(msg: &impl Message, name: &str) -> Option<i64> {
+    let headers = msg.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|s| s.parse().ok())
+}
+
+/// The highest control offset (per control partition) with a result on the results topic,
+/// from the last [`RESULTS_SCAN_DEPTH`] records of each results partition.
+async fn scan_emitted(settings: &Settings) -> HashMap<i32, i64> {
+    let mut emitted = HashMap::new();
+    let consumer: StreamConsumer = match kafka::reader_config(settings, "results-scan").create() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "results scan: cannot create consumer");
+            return emitted;
+        }
+    };
+    let topic = settings.topics.results.as_str();
+    let parts = match tokio::task::block_in_place(|| {
+        kafka::partitions(&consumer, "topics.results", topic, Duration::from_secs(10))
+    }) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "results scan: no partitions");
+            return emitted;
+        }
+    };
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for &p in &parts {
+        let Ok((low, high)) = tokio::task::block_in_place(|| {
+            consumer.fetch_watermarks(topic, p, Duration::from_secs(10))
+        }) else {
+            continue;
+        };
+        if high > low {
+            let from = (high - RESULTS_SCAN_DEPTH).max(low);
+            if tpl
+                .add_partition_offset(topic, p, Offset::Offset(from))
+                .is_ok()
+            {
+                ends.insert(p, high);
+            }
+        }
+    }
+    if ends.is_empty() || consumer.assign(&tpl).is_err() {
+        return emitted;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !ends.is_empty() {
+        let msg = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "results scan read error");
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!("results scan timed out; some commands may be emitted twice");
+                break;
+            }
+        };
+        if let (Some(cp), Some(co)) = (
+            header_i64(&msg, HEADER_CONTROL_PARTITION),
+            header_i64(&msg, HEADER_CONTROL_OFFSET),
+        ) {
+            let e = emitted.entry(cp as i32).or_insert(-1);
+            *e = (*e).max(co);
+        }
+        if ends
+            .get(&msg.partition())
+            .is_some_and(|end| msg.offset() + 1 >= *end)
+        {
+            ends.remove(&msg.partition());
+        }
+    }
+    emitted
+}
+
+pub struct OwnerDeps {
+    pub settings: Settings,
+    pub engine: Arc<Engine>,
+    pub metrics: Metrics,
+    pub output: Output,
+    pub control_progress: Arc<Progress>,
+    pub outbox: Arc<Outbox>,
+    /// Partitions of the control topic (one, normally).
+    pub control_partitions: Vec<i32>,
+}
+
+/// Emits control side effects while this instance owns the control partition; prunes the
+/// outbox while it does not. Returns after shutdown, with its progress committed.
+pub async fn run_control_owner(
+    consumer: StreamConsumer<OwnerContext>,
+    deps: OwnerDeps,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let topic = deps.settings.topics.control.clone();
+    if let Err(e) = consumer.subscribe(&[topic.as_str()]) {
+        tracing::error!(error = %e, "cannot join the control group; control side effects will not be emitted here");
+        return;
+    }
+    let mut emitted: HashMap<i32, i64> = HashMap::new();
+    let mut prune = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        let msg = tokio::select! {
+            m = consumer.recv() => m,
+            _ = prune.tick() => {
+                if !consumer.context().owns_any() {
+                    prune_outbox(&consumer, &topic, &deps.control_partitions, &deps.outbox);
+                }
+                continue;
+            }
+            _ = shutdown.changed() => break,
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "control group read error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        if consumer.context().takeover.swap(false, Ordering::SeqCst) {
+            emitted = scan_emitted(&deps.settings).await;
+            tracing::info!(already_emitted = ?emitted, "took over control side effects");
+        }
+        let (p, o) = (msg.partition(), msg.offset());
+        // Our reader must have applied this command (and all before it) first.
+        let target: HashMap<i32, i64> = [(p, o + 1)].into_iter().collect();
+        if !deps.control_progress.wait_for(&target, &mut shutdown).await {
+            break;
+        }
+        let done_before = emitted.get(&p).is_some_and(|e| o <= *e);
+        let pending = deps.outbox.take(p, o);
+        if !done_before {
+            let records = match pending {
+                Some(Pending::Ready(records)) => records,
+                Some(Pending::Deferred(payload)) => {
+                    let out = deps.engine.apply_command(
+                        &payload,
+                        CommandSource {
+                            partition: p,
+                            offset: o,
+                        },
+                    );
+                    deps.metrics
+                        .control_commands
+                        .with_label_values(&[out.resource, &out.method, &out.status.to_string()])
+                        .inc();
+                    out.records
+                }
+                None => {
+                    tracing::warn!(partition = p, offset = o, "control command not in the outbox (below the start floor); not emitted again");
+                    Vec::new()
+                }
+            };
+            emit(
+                &deps,
+                records,
+                ControlOrigin {
+                    partition: p,
+                    offset: o,
+                },
+            )
+            .await;
+        }
+        if let Err(e) = consumer.store_offset(&topic, p, o + 1) {
+            tracing::warn!(error = %e, "storing control offset");
+        }
+    }
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(error = %e, "final control commit (nothing stored is fine)");
+    }
+    deps.metrics.control_owner.set(0);
+}
+
+/// Notification records first, the result last: a result on the topic means the command's
+/// effects are all there.
+async fn emit(deps: &OwnerDeps, records: Vec<OutRecord>, origin: ControlOrigin) {
+    let (results, effects): (Vec<OutRecord>, Vec<OutRecord>) = records
+        .into_iter()
+        .partition(|r| r.topic == OutTopic::Results);
+    let seen = effects
+        .iter()
+        .filter(|r| r.topic == OutTopic::Notifications && r.value.is_some())
+        .count();
+    if !effects.is_empty() {
+        deps.output.deliver(&effects, Some(origin)).await;
+    }
+    deps.output.deliver(&results, Some(origin)).await;
+    deps.metrics.seen_updates.inc_by(seen as u64);
+    deps.metrics.control_side_effects.inc();
+}
+
+fn prune_outbox(
+    consumer: &StreamConsumer<OwnerContext>,
+    topic: &str,
+    parts: &[i32],
+    outbox: &Outbox,
+) {
+    match tokio::task::block_in_place(|| committed_floor(consumer, topic, parts)) {
+        Ok(floor) => {
+            for (p, o) in floor {
+                outbox.set_floor(p, o);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "reading control group offsets"),
+    }
+}

@@ -1,0 +1,364 @@
+//! Kafka plumbing shared by the daemon's loops and the helper subcommands: client
+//! configuration, the output producer (with delivery retried until it succeeds), topic
+//! creation, and offset/watermark look-ups.
+
+use crate::config::Settings;
+use crate::engine::{OutRecord, OutTopic};
+use crate::metrics::Metrics;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Header naming the control partition a side-effect record was caused by.
+pub const HEADER_CONTROL_PARTITION: &str = "eventmatchd-control-partition";
+/// Header naming the control offset a side-effect record was caused by.
+pub const HEADER_CONTROL_OFFSET: &str = "eventmatchd-control-offset";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("kafka client: {0}")]
+    Client(#[from] KafkaError),
+    #[error("topic {topic:?} ({key}) does not exist on the broker; create it (make run does, see deploy/kafka/)")]
+    MissingTopic { key: &'static str, topic: String },
+    #[error("topic {topic:?} has no partitions")]
+    NoPartitions { topic: String },
+}
+
+/// Settings every client shares: brokers, then the operator's librdkafka passthrough.
+pub fn base_config(settings: &Settings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &settings.kafka.brokers);
+    for (k, v) in settings.kafka.librdkafka_properties() {
+        c.set(k, v);
+    }
+    c
+}
+
+/// A consumer that reads whole topics by assignment (never joins a group): the control
+/// reader, the notification tail, helper tools. `group.id` is required by librdkafka but no
+/// offsets are ever committed under it.
+pub fn reader_config(settings: &Settings, purpose: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &settings.kafka.brokers)
+        .set("group.id", format!("{}-{purpose}", settings.kafka.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    for (k, v) in settings.kafka.librdkafka_properties() {
+        c.set(k, v);
+    }
+    c
+}
+
+/// A group member storing offsets only after its outputs are acknowledged (at-least-once):
+/// auto-commit on, automatic offset store off.
+pub fn group_config(settings: &Settings, group_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &settings.kafka.brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "5000");
+    for (k, v) in settings.kafka.librdkafka_properties() {
+        c.set(k, v);
+    }
+    c
+}
+
+pub fn producer_config(settings: &Settings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &settings.kafka.brokers)
+        // Every output must be on all in-sync replicas before its input offset is stored.
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "30000");
+    for (k, v) in settings.kafka.librdkafka_properties() {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The configured name of each logical output topic.
+#[derive(Debug, Clone)]
+pub struct TopicNames {
+    names: HashMap<OutTopic, String>,
+}
+
+impl TopicNames {
+    pub fn new(settings: &Settings) -> Self {
+        let t = &settings.topics;
+        let names = [
+            (OutTopic::Notifications, t.notifications.clone()),
+            (OutTopic::Results, t.results.clone()),
+            (OutTopic::Dlq, t.dlq.clone()),
+            (OutTopic::Executions, t.executions.clone()),
+        ]
+        .into_iter()
+        .collect();
+        Self { names }
+    }
+
+    pub fn get(&self, t: OutTopic) -> &str {
+        self.names.get(&t).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// Where a side-effect record came from, written as headers so a new control owner can tell
+/// what its predecessor already emitted.
+#[derive(Debug, Clone, Copy)]
+pub struct ControlOrigin {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// The output producer. Delivery is retried until it succeeds: a record's input offset is
+/// stored only after this returns, so giving up would lose it.
+#[derive(Clone)]
+pub struct Output {
+    producer: FutureProducer,
+    topics: TopicNames,
+    metrics: Metrics,
+}
+
+impl Output {
+    pub fn new(settings: &Settings, metrics: Metrics) -> Result<Self, KafkaError> {
+        Ok(Self {
+            producer: producer_config(settings).create()?,
+            topics: TopicNames::new(settings),
+            metrics,
+        })
+    }
+
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    fn enqueue(&self, r: &OutRecord, origin: Option<ControlOrigin>) -> DeliveryFuture {
+        loop {
+            let mut rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(self.topics.get(r.topic));
+            if let Some(k) = &r.key {
+                rec = rec.key(k.as_str());
+            }
+            if let Some(v) = &r.value {
+                rec = rec.payload(v.as_slice());
+            }
+            if let Some(o) = origin {
+                let p = o.partition.to_string();
+                let off = o.offset.to_string();
+                rec = rec.headers(
+                    OwnedHeaders::new()
+                        .insert(Header {
+                            key: HEADER_CONTROL_PARTITION,
+                            value: Some(p.as_bytes()),
+                        })
+                        .insert(Header {
+                            key: HEADER_CONTROL_OFFSET,
+                            value: Some(off.as_bytes()),
+                        }),
+                );
+            }
+            match self.producer.send_result(rec) {
+                Ok(fut) => return fut,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    // The local queue is full: let librdkafka deliver some, then retry.
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => {
+                    self.metrics.producer_errors.inc();
+                    tracing::warn!(error = %e, "enqueueing a record failed; retrying");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// Produces every record and returns once all are acknowledged. Failed deliveries are
+    /// re-sent (in order per record) until they succeed.
+    pub async fn deliver(&self, records: &[OutRecord], origin: Option<ControlOrigin>) {
+        let mut pending: Vec<(usize, DeliveryFuture)> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i, self.enqueue(r, origin)))
+            .collect();
+        let mut backoff = Duration::from_millis(50);
+        while !pending.is_empty() {
+            let mut failed = Vec::new();
+            for (i, fut) in pending {
+                match fut.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => {
+                        self.metrics.producer_errors.inc();
+                        tracing::warn!(error = %e, topic = self.topics.get(records[i].topic), "delivery failed; retrying");
+                        failed.push(i);
+                    }
+                    Err(_) => {
+                        self.metrics.producer_errors.inc();
+                        failed.push(i);
+                    }
+                }
+            }
+            if failed.is_empty() {
+                break;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            pending = failed
+                .into_iter()
+                .map(|i| (i, self.enqueue(&records[i], origin)))
+                .collect();
+        }
+    }
+
+    /// Waits until everything queued is delivered, up to `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(Timeout::After(timeout))
+    }
+}
+
+/// The partitions of a topic, or an error naming the configuration key of a missing topic.
+pub fn partitions<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    key: &'static str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, KafkaSetupError> {
+    let md = consumer.fetch_metadata(Some(topic), timeout)?;
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+        return Err(KafkaSetupError::MissingTopic {
+            key,
+            topic: topic.to_string(),
+        });
+    };
+    if let Some(err) = t.error() {
+        let code = RDKafkaErrorCode::from(err);
+        if matches!(
+            code,
+            RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic
+        ) {
+            return Err(KafkaSetupError::MissingTopic {
+                key,
+                topic: topic.to_string(),
+            });
+        }
+        return Err(KafkaSetupError::Client(KafkaError::MetadataFetch(code)));
+    }
+    let mut ps: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+    ps.sort_unstable();
+    if ps.is_empty() {
+        return Err(KafkaSetupError::NoPartitions {
+            topic: topic.to_string(),
+        });
+    }
+    Ok(ps)
+}
+
+/// High watermarks (next offset to be written) of the given partitions.
+pub fn high_watermarks<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    topic: &str,
+    parts: &[i32],
+    timeout: Duration,
+) -> Result<HashMap<i32, i64>, KafkaError> {
+    let mut out = HashMap::new();
+    for &p in parts {
+        let (_, high) = consumer.fetch_watermarks(topic, p, timeout)?;
+        out.insert(p, high);
+    }
+    Ok(out)
+}
+
+/// The topic settings eventmatchd expects (see deploy/kafka/create-topics.sh for the why).
+pub fn topic_specs(
+    settings: &Settings,
+    event_partitions: i32,
+) -> Vec<(String, i32, Vec<(&'static str, &'static str)>)> {
+    let t = &settings.topics;
+    vec![
+        (
+            t.events.clone(),
+            event_partitions,
+            vec![("cleanup.policy", "delete")],
+        ),
+        // One partition: commands need one total order. Never deleted: it is the policy set.
+        (
+            t.control.clone(),
+            1,
+            vec![
+                ("cleanup.policy", "delete"),
+                ("retention.ms", "-1"),
+                ("retention.bytes", "-1"),
+            ],
+        ),
+        // Compacted: the latest record per notification pk is its current state.
+        (
+            t.notifications.clone(),
+            event_partitions,
+            vec![("cleanup.policy", "compact")],
+        ),
+        (
+            t.results.clone(),
+            1,
+            vec![("cleanup.policy", "delete"), ("retention.ms", "604800000")],
+        ),
+        (
+            t.dlq.clone(),
+            1,
+            vec![("cleanup.policy", "delete"), ("retention.ms", "1209600000")],
+        ),
+        (
+            t.executions.clone(),
+            event_partitions,
+            vec![("cleanup.policy", "delete"), ("retention.ms", "604800000")],
+        ),
+    ]
+}
+
+/// Creates the daemon's topics; existing ones are left as they are.
+pub async fn create_topics(
+    settings: &Settings,
+    event_partitions: i32,
+    replication: i32,
+) -> Result<Vec<String>, KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = base_config(settings).create()?;
+    let specs = topic_specs(settings, event_partitions);
+    let topics: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|(name, parts, cfg)| {
+            cfg.iter().fold(
+                NewTopic::new(name, *parts, TopicReplication::Fixed(replication)),
+                |t, (k, v)| t.set(k, v),
+            )
+        })
+        .collect();
+    let results = admin
+        .create_topics(
+            topics.iter(),
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await?;
+    let mut created = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => created.push(name),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(KafkaError::AdminOp(code)).map_err(|e| {
+                    tracing::error!(topic = %name, error = %e, "creating topic failed");
+                    e
+                })
+            }
+        }
+    }
+    Ok(created)
+}

@@ -1,0 +1,238 @@
+//! The event pipeline: consume events in the consumer group, evaluate them, produce their
+//! outputs, and store each input offset only after everything it caused is acknowledged
+//! (at-least-once; auto-commit on, automatic offset store off).
+//!
+//! Records are handled in batches: whatever the consumer has ready (up to
+//! [`MAX_BATCH`]) is evaluated, its outputs are produced together, and the batch's offsets are
+//! stored once all are acknowledged. `recv()` is called only between batches, and librdkafka
+//! runs rebalance callbacks inside `recv()`, so when a partition is revoked nothing from it is
+//! in flight: the revoke callback commits synchronously and hands over cleanly.
+//!
+//! After an assignment, the batch waits until the notification tail has read the notification
+//! topic up to its current end: a partition taken over from another instance may replay events
+//! whose notifications that instance already produced, and they must be known (with their
+//! `seen` flags) before the events are evaluated again.
+
+use crate::config::Settings;
+use crate::engine::{Engine, RecordSource};
+use crate::kafka::{self, Output};
+use crate::metrics::Metrics;
+use crate::readers::Progress;
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Most records evaluated before their outputs are awaited.
+pub const MAX_BATCH: usize = 5_000;
+
+pub struct PipelineContext {
+    metrics: Metrics,
+    /// Set on every assignment: the next batch waits for the notification tail first.
+    assigned: AtomicBool,
+}
+
+impl ClientContext for PipelineContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (id, p) in &t.partitions {
+                // Partition -1 is librdkafka's internal "unassigned" bucket; lag -1 means unknown.
+                if *id >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[topic.as_str(), &id.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for PipelineContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // Nothing is in flight (see the module doc): commit everything stored, now.
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => tracing::info!(
+                    partitions = tpl.count(),
+                    "partitions revoked; offsets committed"
+                ),
+                Err(e) => tracing::debug!(error = %e, "commit on revoke (nothing stored is fine)"),
+            }
+            for e in tpl.elements() {
+                let _ = self
+                    .metrics
+                    .consumer_lag
+                    .remove_label_values(&[e.topic(), &e.partition().to_string()]);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "event partitions assigned");
+                self.assigned.store(true, Ordering::SeqCst);
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+pub fn consumer(
+    settings: &Settings,
+    metrics: Metrics,
+) -> Result<StreamConsumer<PipelineContext>, rdkafka::error::KafkaError> {
+    kafka::group_config(settings, &settings.kafka.group_id).create_with_context(PipelineContext {
+        metrics,
+        assigned: AtomicBool::new(false),
+    })
+}
+
+pub struct PipelineDeps {
+    pub settings: Settings,
+    pub engine: Arc<Engine>,
+    pub metrics: Metrics,
+    pub output: Output,
+    /// How far the notification tail has read, and a consumer to ask for the topic's end.
+    pub tail_progress: Arc<Progress>,
+    pub tail_watermarks: Arc<dyn Fn() -> Option<HashMap<i32, i64>> + Send + Sync>,
+}
+
+fn message_time(m: &BorrowedMessage<'_>) -> Option<DateTime<Utc>> {
+    m.timestamp()
+        .to_millis()
+        .and_then(DateTime::<Utc>::from_timestamp_millis)
+}
+
+/// Runs until shutdown; on return the last batch is acknowledged and its offsets committed.
+pub async fn run(
+    consumer: StreamConsumer<PipelineContext>,
+    deps: PipelineDeps,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let topic = deps.settings.topics.events.clone();
+    if let Err(e) = consumer.subscribe(&[topic.as_str()]) {
+        tracing::error!(error = %e, "cannot subscribe to the events topic");
+        return;
+    }
+    loop {
+        let first = tokio::select! {
+            m = consumer.recv() => m,
+            _ = shutdown.changed() => break,
+        };
+        let mut batch = Vec::with_capacity(64);
+        match first {
+            Ok(m) => batch.push(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "events read error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        while batch.len() < MAX_BATCH {
+            match consumer.recv().now_or_never() {
+                Some(Ok(m)) => batch.push(m),
+                Some(Err(e)) => tracing::warn!(error = %e, "events read error"),
+                None => break,
+            }
+        }
+        if consumer.context().assigned.swap(false, Ordering::SeqCst) {
+            if let Some(ends) = tokio::task::block_in_place(|| (deps.tail_watermarks)()) {
+                if !deps.tail_progress.wait_for(&ends, &mut shutdown).await {
+                    break;
+                }
+            }
+        }
+        process_batch(&deps, &batch).await;
+        let mut offsets: HashMap<i32, i64> = HashMap::new();
+        for m in &batch {
+            let e = offsets.entry(m.partition()).or_insert(-1);
+            *e = (*e).max(m.offset());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in offsets {
+            let _ = tpl.add_partition_offset(&topic, p, Offset::Offset(o + 1));
+        }
+        if let Err(e) = consumer.store_offsets(&tpl) {
+            // The partition was revoked meanwhile: the next owner reprocesses (idempotently).
+            tracing::debug!(error = %e, "storing offsets");
+        }
+        let now = Utc::now();
+        for m in &batch {
+            if let Some(ts) = message_time(m) {
+                let secs = (now - ts).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
+                deps.metrics.processing_latency.observe(secs);
+            }
+        }
+    }
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => tracing::info!("event offsets committed at shutdown"),
+        Err(e) => tracing::debug!(error = %e, "final commit (nothing stored is fine)"),
+    }
+    consumer.unsubscribe();
+}
+
+async fn process_batch(deps: &PipelineDeps, batch: &[BorrowedMessage<'_>]) {
+    let mut records = Vec::new();
+    let fallback = Utc::now();
+    for m in batch {
+        let src = RecordSource {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+            timestamp: message_time(m).unwrap_or(fallback),
+        };
+        let out = deps
+            .engine
+            .process_event(m.payload().unwrap_or_default(), &src);
+        if let Some(err) = &out.invalid {
+            deps.metrics
+                .events_invalid
+                .with_label_values(&[err.reason()])
+                .inc();
+            tracing::debug!(
+                partition = m.partition(),
+                offset = m.offset(),
+                reason = err.reason(),
+                "invalid event sent to the dead-letter topic"
+            );
+        }
+        for n in &out.notifications {
+            let rule = out
+                .fired
+                .iter()
+                .find(|r| r.pk == n.rule)
+                .map(|r| r.name.as_str())
+                .unwrap_or("");
+            deps.metrics
+                .notifications_emitted
+                .with_label_values(&[n.severity.as_str(), rule])
+                .inc();
+        }
+        deps.metrics
+            .executions_emitted
+            .inc_by(out.executions as u64);
+        records.extend(out.records);
+    }
+    deps.metrics.events_consumed.inc_by(batch.len() as u64);
+    deps.metrics.batch_size.observe(batch.len() as f64);
+    if !records.is_empty() {
+        deps.output.deliver(&records, None).await;
+    }
+    deps.metrics
+        .notifications_held
+        .set(deps.engine.index().len() as i64);
+}
