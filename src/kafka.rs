@@ -278,11 +278,11 @@ pub fn high_watermarks<C: ConsumerContext>(
     Ok(out)
 }
 
+/// One topic as eventmatchd expects it: name, partitions, topic configs.
+pub type TopicSpec = (String, i32, Vec<(&'static str, &'static str)>);
+
 /// The topic settings eventmatchd expects (see deploy/kafka/create-topics.sh for the why).
-pub fn topic_specs(
-    settings: &Settings,
-    event_partitions: i32,
-) -> Vec<(String, i32, Vec<(&'static str, &'static str)>)> {
+pub fn topic_specs(settings: &Settings, event_partitions: i32) -> Vec<TopicSpec> {
     let t = &settings.topics;
     vec![
         (
