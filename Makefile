@@ -5,9 +5,11 @@ CARGO ?= cargo
 
 .PHONY: test lint run replay-sample tansu bench
 
-# Every test. Broker-backed tests start and stop their own tansu broker on free ports.
+# Every test. The broker-backed ones use a tansu broker started on a free port for this run
+# (scripts/with-broker.sh) and stopped after it.
 test: tansu
-	$(CARGO) test --locked
+	$(CARGO) build --locked --all-targets
+	bash scripts/with-broker.sh $(CARGO) test --locked
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -13,7 +13,7 @@ use crate::http::{self, Health};
 use crate::kafka::{self, KafkaSetupError, Output};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, PipelineDeps};
-use crate::readers::{self, Outbox, Progress};
+use crate::readers::{self, Outbox, Progress, Reach};
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::Producer;
 use std::future::Future;
@@ -192,7 +192,10 @@ async fn run_kafka(
     )));
 
     let started = Instant::now();
-    if !control_progress.wait_for(&control_end, &mut stop).await {
+    if !control_progress
+        .wait_for(&control_end, Reach::CaughtUp, &mut stop)
+        .await
+    {
         return join_all(tasks).await;
     }
     let control_secs = started.elapsed().as_secs_f64();
@@ -204,7 +207,10 @@ async fn run_kafka(
     let snap = engine.snapshot();
     tracing::info!(seconds = control_secs, commands = ?control_end, version = snap.version(), policies = snap.policies().len(), rules = snap.rules().len(), bindings = snap.bindings().len(), "policy set caught up");
     let tail_started = Instant::now();
-    if !tail_progress.wait_for(&tail_end, &mut stop).await {
+    if !tail_progress
+        .wait_for(&tail_end, Reach::CaughtUp, &mut stop)
+        .await
+    {
         return join_all(tasks).await;
     }
     let tail_secs = tail_started.elapsed().as_secs_f64();

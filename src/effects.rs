@@ -20,7 +20,7 @@ use crate::control::CommandSource;
 use crate::engine::{Engine, OutRecord, OutTopic};
 use crate::kafka::{self, ControlOrigin, Output, HEADER_CONTROL_OFFSET, HEADER_CONTROL_PARTITION};
 use crate::metrics::Metrics;
-use crate::readers::{Outbox, Pending, Progress};
+use crate::readers::{Outbox, Pending, Progress, Reach};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -178,6 +178,12 @@ async fn scan_emitted(settings: &Settings) -> HashMap<i32, i64> {
     while !ends.is_empty() {
         let msg = match tokio::time::timeout_at(deadline, consumer.recv()).await {
             Ok(Ok(m)) => m,
+            Ok(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                // The end of the partition as the fetch saw it (more reliable than the
+                // ListOffsets end on some brokers).
+                ends.remove(&p);
+                continue;
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "results scan read error");
                 continue;
@@ -255,7 +261,11 @@ pub async fn run_control_owner(
         let (p, o) = (msg.partition(), msg.offset());
         // Our reader must have applied this command (and all before it) first.
         let target: HashMap<i32, i64> = [(p, o + 1)].into_iter().collect();
-        if !deps.control_progress.wait_for(&target, &mut shutdown).await {
+        if !deps
+            .control_progress
+            .wait_for(&target, Reach::Applied, &mut shutdown)
+            .await
+        {
             break;
         }
         let done_before = emitted.get(&p).is_some_and(|e| o <= *e);
@@ -318,6 +328,13 @@ async fn emit(deps: &OwnerDeps, records: Vec<OutRecord>, origin: ControlOrigin) 
     deps.output.deliver(&results, Some(origin)).await;
     deps.metrics.seen_updates.inc_by(seen as u64);
     deps.metrics.control_side_effects.inc();
+    tracing::debug!(
+        partition = origin.partition,
+        offset = origin.offset,
+        notification_records = effects.len(),
+        held = deps.engine.index().len(),
+        "emitted control side effects"
+    );
 }
 
 fn prune_outbox(

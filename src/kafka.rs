@@ -51,7 +51,10 @@ pub fn reader_config(settings: &Settings, purpose: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false");
+        // End-of-partition events tell the reader it has caught up (see readers::Progress).
+        .set("enable.partition.eof", "true")
+        // Read commands promptly: a policy change should reach matching within 100 ms.
+        .set("fetch.wait.max.ms", "50");
     for (k, v) in settings.kafka.librdkafka_properties() {
         c.set(k, v);
     }

@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::engine::{Engine, RecordSource};
 use crate::kafka::{self, Output};
 use crate::metrics::Metrics;
-use crate::readers::Progress;
+use crate::readers::{Progress, Reach};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use rdkafka::client::ClientContext;
@@ -150,7 +150,11 @@ pub async fn run(
         }
         if consumer.context().assigned.swap(false, Ordering::SeqCst) {
             if let Some(ends) = tokio::task::block_in_place(|| (deps.tail_watermarks)()) {
-                if !deps.tail_progress.wait_for(&ends, &mut shutdown).await {
+                if !deps
+                    .tail_progress
+                    .wait_for(&ends, Reach::CaughtUp, &mut shutdown)
+                    .await
+                {
                     break;
                 }
             }

@@ -16,6 +16,7 @@ use crate::control::{self, CommandSource};
 use crate::engine::{Engine, OutRecord};
 use crate::metrics::Metrics;
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
@@ -28,38 +29,81 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// How far a reader has read: per partition, the next offset it will apply.
+#[derive(Debug, Default, Clone, Copy)]
+struct PartitionProgress {
+    /// The next offset the reader will apply.
+    next: i64,
+    /// `next` when the reader last reached the end of the partition (librdkafka's
+    /// end-of-partition event, which comes from the fetch response).
+    eof_at: Option<i64>,
+}
+
+/// How far a reader has read, per partition.
+///
+/// "Caught up to an end" needs two facts: the position is at or past the end the broker
+/// reported (ListOffsets), and the reader has seen the end of the partition at that
+/// position. The second alone could miss records written just before the wait began; the
+/// first alone is not enough on brokers whose ListOffsets answer lags behind multi-record
+/// batches (tansu 0.6 does), and it cannot see an empty partition's real start either.
 #[derive(Default)]
 pub struct Progress {
     /// Written by one reader task, read by waiters; a mutex held for a map insert or lookup.
-    next: Mutex<HashMap<i32, i64>>,
+    parts: Mutex<HashMap<i32, PartitionProgress>>,
+}
+
+/// What a wait needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The reader has applied everything before the target offset.
+    Applied,
+    /// The reader has applied everything before the target and is at the partition's end.
+    CaughtUp,
 }
 
 impl Progress {
     pub fn advance(&self, partition: i32, next_offset: i64) {
-        lock(&self.next).insert(partition, next_offset);
+        lock(&self.parts).entry(partition).or_default().next = next_offset;
+    }
+
+    /// The reader reached the end of a partition at `position` (the consumer's position).
+    pub fn mark_eof(&self, partition: i32, position: Option<i64>) {
+        let mut parts = lock(&self.parts);
+        let p = parts.entry(partition).or_default();
+        if let Some(pos) = position {
+            p.next = p.next.max(pos);
+        }
+        p.eof_at = Some(p.next);
     }
 
     pub fn next(&self, partition: i32) -> i64 {
-        lock(&self.next).get(&partition).copied().unwrap_or(0)
+        lock(&self.parts)
+            .get(&partition)
+            .map(|p| p.next)
+            .unwrap_or(0)
     }
 
-    /// Whether every partition has been read up to (excluding) its target offset.
-    pub fn reached(&self, targets: &HashMap<i32, i64>) -> bool {
-        let next = lock(&self.next);
-        targets
-            .iter()
-            .all(|(p, t)| *t <= 0 || next.get(p).copied().unwrap_or(0) >= *t)
+    /// Whether every partition is past its target (and, for [`Reach::CaughtUp`], at its end).
+    pub fn reached(&self, targets: &HashMap<i32, i64>, reach: Reach) -> bool {
+        let parts = lock(&self.parts);
+        targets.iter().all(|(p, t)| {
+            let pp = parts.get(p).copied().unwrap_or_default();
+            let past = pp.next >= *t;
+            match reach {
+                Reach::Applied => past,
+                Reach::CaughtUp => past && pp.eof_at == Some(pp.next),
+            }
+        })
     }
 
     /// Waits until [`Progress::reached`]; false if shutdown came first.
     pub async fn wait_for(
         &self,
         targets: &HashMap<i32, i64>,
+        reach: Reach,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
         loop {
-            if self.reached(targets) {
+            if self.reached(targets, reach) {
                 return true;
             }
             if *shutdown.borrow() {
@@ -168,6 +212,18 @@ pub fn publish_policy_gauges(engine: &Engine, metrics: &Metrics) {
         .set(snap.bindings().len() as i64);
 }
 
+/// The consumer's current position in a partition of its assignment.
+pub fn position(consumer: &StreamConsumer, partition: i32) -> Option<i64> {
+    let tpl = consumer.position().ok()?;
+    tpl.elements()
+        .iter()
+        .find(|e| e.partition() == partition)
+        .and_then(|e| match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+}
+
 /// Assigns every partition of `topic` from the beginning.
 pub fn assign_all(
     consumer: &StreamConsumer,
@@ -197,6 +253,10 @@ pub async fn run_control_reader(
         };
         let msg = match msg {
             Ok(m) => m,
+            Err(KafkaError::PartitionEOF(p)) => {
+                progress.mark_eof(p, position(&consumer, p));
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "control topic read error");
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -254,6 +314,7 @@ pub async fn run_notification_tail(
                 metrics.notifications_held.set(engine.index().len() as i64);
                 progress.advance(m.partition(), m.offset() + 1);
             }
+            Err(KafkaError::PartitionEOF(p)) => progress.mark_eof(p, position(&consumer, p)),
             Err(e) => {
                 tracing::warn!(error = %e, "notification topic read error");
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -267,16 +328,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn progress_reached_compares_per_partition() {
+    fn applied_compares_positions_per_partition() {
         let p = Progress::default();
         let targets: HashMap<i32, i64> = [(0, 3), (1, 0)].into_iter().collect();
-        assert!(!p.reached(&targets));
+        assert!(!p.reached(&targets, Reach::Applied));
         p.advance(0, 2);
-        assert!(!p.reached(&targets));
+        assert!(!p.reached(&targets, Reach::Applied));
         p.advance(0, 3);
         assert!(
-            p.reached(&targets),
-            "an empty partition (target 0) is always reached"
+            p.reached(&targets, Reach::Applied),
+            "target 0 needs nothing read"
+        );
+    }
+
+    #[test]
+    fn caught_up_also_needs_the_end_of_each_partition() {
+        let p = Progress::default();
+        // The broker said the end is 2, but the partition really holds 5 records.
+        let targets: HashMap<i32, i64> = [(0, 2), (1, 0)].into_iter().collect();
+        p.advance(0, 2);
+        assert!(!p.reached(&targets, Reach::CaughtUp), "no end seen yet");
+        p.advance(0, 5);
+        p.mark_eof(0, Some(5));
+        assert!(
+            !p.reached(&targets, Reach::CaughtUp),
+            "partition 1 has not reported its end"
+        );
+        p.mark_eof(1, Some(7));
+        assert!(p.reached(&targets, Reach::CaughtUp));
+        assert_eq!(p.next(1), 7, "an empty partition starts at its position");
+        p.advance(0, 6);
+        assert!(
+            !p.reached(&targets, Reach::CaughtUp),
+            "a new record moves past the end seen"
         );
     }
 

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests (each test file includes this with `mod helpers;`).
 #![allow(dead_code)]
 
+pub mod kafka;
+pub mod workload;
+
 use eventmatchd::catalog::Catalog;
 use eventmatchd::control::CommandSource;
 use eventmatchd::engine::{ControlOutcome, Engine, EventOutcome, OutTopic, RecordSource};
