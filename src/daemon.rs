@@ -14,7 +14,6 @@ use crate::kafka::{self, KafkaSetupError, Output};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, PipelineDeps};
 use crate::readers::{self, Outbox, Progress, Reach};
-use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::Producer;
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -111,10 +110,9 @@ async fn run_kafka(
         settings.notifications.max_held,
     ));
     let output = Output::new(&settings, metrics.clone())?;
-    let control_reader: StreamConsumer =
-        kafka::reader_config(&settings, "control-reader").create()?;
-    let tail: StreamConsumer = kafka::reader_config(&settings, "notification-tail").create()?;
-    let probe: Arc<StreamConsumer> = Arc::new(kafka::reader_config(&settings, "probe").create()?);
+    let control_reader = kafka::reader(&settings, "control-reader")?;
+    let tail = kafka::reader(&settings, "notification-tail")?;
+    let probe = Arc::new(kafka::reader(&settings, "probe")?);
     let owner = effects::owner_consumer(&settings, metrics.clone())?;
     let t = settings.topics.clone();
 

@@ -18,7 +18,9 @@
 use crate::config::Settings;
 use crate::control::CommandSource;
 use crate::engine::{Engine, OutRecord, OutTopic};
-use crate::kafka::{self, ControlOrigin, Output, HEADER_CONTROL_OFFSET, HEADER_CONTROL_PARTITION};
+use crate::kafka::{
+    self, ControlOrigin, Output, ReaderContext, HEADER_CONTROL_OFFSET, HEADER_CONTROL_PARTITION,
+};
 use crate::metrics::Metrics;
 use crate::readers::{Outbox, Pending, Progress, Reach};
 use rdkafka::client::ClientContext;
@@ -136,7 +138,7 @@ fn header_i64(msg: &impl Message, name: &str) -> Option<i64> {
 /// from the last [`RESULTS_SCAN_DEPTH`] records of each results partition.
 async fn scan_emitted(settings: &Settings) -> HashMap<i32, i64> {
     let mut emitted = HashMap::new();
-    let consumer: StreamConsumer = match kafka::reader_config(settings, "results-scan").create() {
+    let consumer: StreamConsumer<ReaderContext> = match kafka::reader(settings, "results-scan") {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "results scan: cannot create consumer");
@@ -302,7 +304,12 @@ pub async fn run_control_owner(
             )
             .await;
         }
-        if let Err(e) = consumer.store_offset(&topic, p, o + 1) {
+        // `store_offsets` stores exactly the next offset (`store_offset` would add one).
+        let mut tpl = TopicPartitionList::new();
+        let stored = tpl
+            .add_partition_offset(&topic, p, Offset::Offset(o + 1))
+            .and_then(|()| consumer.store_offsets(&tpl));
+        if let Err(e) = stored {
             tracing::warn!(error = %e, "storing control offset");
         }
     }

@@ -61,6 +61,29 @@ pub fn reader_config(settings: &Settings, purpose: &str) -> ClientConfig {
     c
 }
 
+/// The context of whole-topic readers: end-of-partition events are how they know they have
+/// caught up, not errors, so they are not logged as such.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReaderContext;
+
+impl rdkafka::client::ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!(error = %error, reason, "kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+/// A whole-topic reader (see [`reader_config`]).
+pub fn reader(
+    settings: &Settings,
+    purpose: &str,
+) -> Result<StreamConsumer<ReaderContext>, KafkaError> {
+    reader_config(settings, purpose).create_with_context(ReaderContext)
+}
+
 /// A group member storing offsets only after its outputs are acknowledged (at-least-once):
 /// auto-commit on, automatic offset store off.
 pub fn group_config(settings: &Settings, group_id: &str) -> ClientConfig {

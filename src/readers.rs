@@ -14,6 +14,7 @@
 
 use crate::control::{self, CommandSource};
 use crate::engine::{Engine, OutRecord};
+use crate::kafka::ReaderContext;
 use crate::metrics::Metrics;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -213,7 +214,7 @@ pub fn publish_policy_gauges(engine: &Engine, metrics: &Metrics) {
 }
 
 /// The consumer's current position in a partition of its assignment.
-pub fn position(consumer: &StreamConsumer, partition: i32) -> Option<i64> {
+pub fn position(consumer: &StreamConsumer<ReaderContext>, partition: i32) -> Option<i64> {
     let tpl = consumer.position().ok()?;
     tpl.elements()
         .iter()
@@ -226,7 +227,7 @@ pub fn position(consumer: &StreamConsumer, partition: i32) -> Option<i64> {
 
 /// Assigns every partition of `topic` from the beginning.
 pub fn assign_all(
-    consumer: &StreamConsumer,
+    consumer: &StreamConsumer<ReaderContext>,
     topic: &str,
     parts: &[i32],
 ) -> rdkafka::error::KafkaResult<()> {
@@ -239,7 +240,7 @@ pub fn assign_all(
 
 /// Reads the control topic forever (until shutdown), applying commands.
 pub async fn run_control_reader(
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<ReaderContext>,
     engine: Arc<Engine>,
     metrics: Metrics,
     progress: Arc<Progress>,
@@ -291,7 +292,7 @@ pub async fn run_control_reader(
 
 /// Reads the notification topic forever (until shutdown) into the index.
 pub async fn run_notification_tail(
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<ReaderContext>,
     engine: Arc<Engine>,
     metrics: Metrics,
     progress: Arc<Progress>,

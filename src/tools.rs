@@ -3,7 +3,7 @@
 
 use crate::config::Settings;
 use crate::kafka;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -81,7 +81,7 @@ pub async fn tail(
     mut out: impl std::io::Write,
 ) -> Result<usize, ToolError> {
     let topic = resolve_topic(settings, topic);
-    let consumer: StreamConsumer = kafka::reader_config(settings, "tail-tool").create()?;
+    let consumer = kafka::reader(settings, "tail-tool")?;
     let parts = tokio::task::block_in_place(|| {
         kafka::partitions(&consumer, "topic", &topic, Duration::from_secs(10))
     })?;
@@ -100,7 +100,11 @@ pub async fn tail(
         let Ok(msg) = tokio::time::timeout(idle, consumer.recv()).await else {
             break;
         };
-        let msg = msg?;
+        let msg = match msg {
+            Ok(m) => m,
+            Err(rdkafka::error::KafkaError::PartitionEOF(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
         let value = msg
             .payload()
             .map(|v| match serde_json::from_slice::<serde_json::Value>(v) {
