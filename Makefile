@@ -5,6 +5,11 @@ CARGO ?= cargo
 
 .PHONY: test lint run replay-sample tansu bench
 
+# A local tansu broker on 127.0.0.1:9092 (installed and started if needed), the topics, and
+# the daemon on config/default.toml, in the foreground. Ctrl-C stops both.
+run:
+	bash scripts/run-local.sh
+
 # Every test. The broker-backed ones use a tansu broker started on a free port for this run
 # (scripts/with-broker.sh) and stopped after it.
 test: tansu

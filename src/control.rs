@@ -94,6 +94,13 @@ pub enum Route {
 impl Route {
     /// Parses an API path. The `/api/v3` prefix and the trailing slash are optional.
     /// `Err(())` is a 404: an unknown path or a malformed uuid.
+    ///
+    /// ```
+    /// use eventmatchd::control::Route;
+    /// assert_eq!(Route::parse("/api/v3/events/notifications/mark_all_seen/"), Ok(Route::MarkAllSeen));
+    /// assert!(matches!(Route::parse("/events/rules/6b0f9c4e-0000-4000-8000-000000000000"), Ok(Route::Rule(_))));
+    /// assert_eq!(Route::parse("/events/rules/not-a-uuid/"), Err(()));
+    /// ```
     #[allow(clippy::result_unit_err)]
     pub fn parse(path: &str) -> Result<Route, ()> {
         let path = path.strip_prefix("/api/v3").unwrap_or(path);

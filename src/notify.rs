@@ -35,6 +35,15 @@ impl Destination {
 }
 
 /// The deterministic pk of the notification `rule` sends to `dest` for `event`.
+///
+/// ```
+/// use eventmatchd::notify::{notification_pk, Destination};
+/// use uuid::Uuid;
+/// let (event, rule) = (Uuid::from_u128(1), Uuid::from_u128(2));
+/// let group = Destination::Group(Uuid::from_u128(3));
+/// assert_eq!(notification_pk(event, rule, &group), notification_pk(event, rule, &group));
+/// assert_eq!(notification_pk(event, rule, &group).get_version_num(), 5);
+/// ```
 pub fn notification_pk(event: Uuid, rule: Uuid, dest: &Destination) -> Uuid {
     let name = format!("{event}/{rule}/{}", dest.key());
     Uuid::new_v5(&NOTIFICATION_NAMESPACE, name.as_bytes())

@@ -15,6 +15,14 @@ use std::fmt::Write;
 use unicode_general_category::{get_general_category, GeneralCategory};
 
 /// `repr(value)` as CPython 3 prints it for the value `json.loads` would return.
+///
+/// ```
+/// let ctx = serde_json::json!({"user": "jane", "ok": false, "n": null, "big": 1e20, "q": "it's"});
+/// assert_eq!(
+///     eventmatchd::pyrepr::repr(&ctx),
+///     r#"{'user': 'jane', 'ok': False, 'n': None, 'big': 1e+20, 'q': "it's"}"#
+/// );
+/// ```
 pub fn repr(value: &Value) -> String {
     let mut out = String::with_capacity(64);
     write_repr(&mut out, value);

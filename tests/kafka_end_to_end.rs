@@ -110,6 +110,23 @@ fn control_and_events_in_notifications_and_results_out() {
         Some(cmds.len() as f64)
     );
     assert_eq!(daemon.healthz(), Some(200));
+    // Everything the daemon exports is in the README's metrics reference.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let exported: Vec<String> = daemon
+        .metrics()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect();
+    assert!(exported.len() >= 15, "{exported:?}");
+    for name in &exported {
+        assert!(
+            readme.contains(&format!("| `{name}`")),
+            "{name} is not documented in the README"
+        );
+    }
     let status = daemon.terminate(Duration::from_secs(30));
     assert!(
         status.success(),

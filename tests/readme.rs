@@ -27,3 +27,29 @@ fn readme_replay_example_matches_the_binary() {
         assert!(readme.contains(line), "README lacks the stderr line {line}");
     }
 }
+
+/// Metric names in the README's metrics reference table.
+fn documented_metrics() -> std::collections::BTreeSet<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `eventmatchd_"))
+        .filter_map(|rest| rest.split('`').next())
+        .map(|name| format!("eventmatchd_{name}"))
+        .collect()
+}
+
+#[test]
+fn readme_metrics_reference_lists_exactly_the_registered_metrics() {
+    let m = eventmatchd::metrics::Metrics::new();
+    // Labelled families only appear once they have a child.
+    m.events_invalid.with_label_values(&["x"]);
+    m.notifications_emitted.with_label_values(&["x", "y"]);
+    m.control_commands.with_label_values(&["x", "y", "z"]);
+    m.policy_set_size.with_label_values(&["x"]);
+    m.consumer_lag.with_label_values(&["x", "0"]);
+    m.catch_up_seconds.with_label_values(&["x"]);
+    let registered: std::collections::BTreeSet<String> = m.names().into_iter().collect();
+    assert_eq!(registered, documented_metrics());
+}
