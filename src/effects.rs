@@ -155,35 +155,42 @@ async fn scan_emitted(settings: &Settings) -> HashMap<i32, i64> {
             return emitted;
         }
     };
+    // Start near the end when the broker tells where the end is, else at the beginning; read
+    // each partition until its end-of-partition event (the fetch's view of the end, which is
+    // right even where ListOffsets is not).
     let mut tpl = TopicPartitionList::new();
-    let mut ends = HashMap::new();
+    let mut open: std::collections::HashSet<i32> = std::collections::HashSet::new();
     for &p in &parts {
-        let Ok((low, high)) = tokio::task::block_in_place(|| {
+        let from = match tokio::task::block_in_place(|| {
             consumer.fetch_watermarks(topic, p, Duration::from_secs(10))
-        }) else {
-            continue;
-        };
-        if high > low {
-            let from = (high - RESULTS_SCAN_DEPTH).max(low);
-            if tpl
-                .add_partition_offset(topic, p, Offset::Offset(from))
-                .is_ok()
-            {
-                ends.insert(p, high);
+        }) {
+            Ok((low, high)) if high - RESULTS_SCAN_DEPTH > low => {
+                Offset::Offset(high - RESULTS_SCAN_DEPTH)
             }
+            Ok(_) => Offset::Beginning,
+            Err(e) => {
+                tracing::debug!(error = %e, partition = p, "results watermarks unknown; scanning from the beginning");
+                Offset::Beginning
+            }
+        };
+        tracing::debug!(partition = p, from = ?from, "results scan start");
+        if tpl.add_partition_offset(topic, p, from).is_ok() {
+            open.insert(p);
         }
     }
-    if ends.is_empty() || consumer.assign(&tpl).is_err() {
+    tracing::debug!(partitions = ?parts, "scanning the results topic");
+    if open.is_empty() || consumer.assign(&tpl).is_err() {
         return emitted;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !ends.is_empty() {
+    let mut scanned = 0usize;
+    while !open.is_empty() {
         let msg = match tokio::time::timeout_at(deadline, consumer.recv()).await {
             Ok(Ok(m)) => m,
             Ok(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 // The end of the partition as the fetch saw it (more reliable than the
                 // ListOffsets end on some brokers).
-                ends.remove(&p);
+                open.remove(&p);
                 continue;
             }
             Ok(Err(e)) => {
@@ -195,6 +202,7 @@ async fn scan_emitted(settings: &Settings) -> HashMap<i32, i64> {
                 break;
             }
         };
+        scanned += 1;
         if let (Some(cp), Some(co)) = (
             header_i64(&msg, HEADER_CONTROL_PARTITION),
             header_i64(&msg, HEADER_CONTROL_OFFSET),
@@ -202,13 +210,8 @@ async fn scan_emitted(settings: &Settings) -> HashMap<i32, i64> {
             let e = emitted.entry(cp as i32).or_insert(-1);
             *e = (*e).max(co);
         }
-        if ends
-            .get(&msg.partition())
-            .is_some_and(|end| msg.offset() + 1 >= *end)
-        {
-            ends.remove(&msg.partition());
-        }
     }
+    tracing::debug!(emitted = ?emitted, records = scanned, "results scan done");
     emitted
 }
 

@@ -63,21 +63,12 @@ pub struct TestEnv {
 impl TestEnv {
     /// New topics (created with the real `eventmatchd create-topics`) and group names.
     pub fn new(name: &str, event_partitions: i32) -> TestEnv {
-        let id = unique(name);
-        let dir = std::env::temp_dir().join(format!("eventmatchd-test-{id}"));
-        std::fs::create_dir_all(&dir).expect("test dir");
-        let env = TestEnv {
-            brokers: brokers(),
-            events: format!("{id}.events"),
-            control: format!("{id}.control"),
-            notifications: format!("{id}.notifications"),
-            results: format!("{id}.results"),
-            dlq: format!("{id}.dlq"),
-            executions: format!("{id}.executions"),
-            group: format!("{id}-group"),
-            control_group: format!("{id}-control"),
-            dir,
-        };
+        Self::on(&brokers(), name, event_partitions)
+    }
+
+    /// The same on a given broker (e.g. librdkafka's mock cluster).
+    pub fn on(brokers: &str, name: &str, event_partitions: i32) -> TestEnv {
+        let env = Self::names(brokers, name);
         let out = Command::new(env!("CARGO_BIN_EXE_eventmatchd"))
             .args([
                 "create-topics",
@@ -93,6 +84,37 @@ impl TestEnv {
             String::from_utf8_lossy(&out.stderr)
         );
         env
+    }
+
+    /// Topic and group names only; the caller creates the topics (see [`TestEnv::topics`]).
+    pub fn names(brokers: &str, name: &str) -> TestEnv {
+        let id = unique(name);
+        let dir = std::env::temp_dir().join(format!("eventmatchd-test-{id}"));
+        std::fs::create_dir_all(&dir).expect("test dir");
+        TestEnv {
+            brokers: brokers.to_string(),
+            events: format!("{id}.events"),
+            control: format!("{id}.control"),
+            notifications: format!("{id}.notifications"),
+            results: format!("{id}.results"),
+            dlq: format!("{id}.dlq"),
+            executions: format!("{id}.executions"),
+            group: format!("{id}-group"),
+            control_group: format!("{id}-control"),
+            dir,
+        }
+    }
+
+    /// (topic, partitions) as `eventmatchd create-topics` creates them.
+    pub fn topics(&self, event_partitions: i32) -> Vec<(String, i32)> {
+        vec![
+            (self.events.clone(), event_partitions),
+            (self.control.clone(), 1),
+            (self.notifications.clone(), event_partitions),
+            (self.results.clone(), 1),
+            (self.dlq.clone(), 1),
+            (self.executions.clone(), event_partitions),
+        ]
     }
 
     /// The daemon's configuration for this test, as environment variables.

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod scenarios;
 pub mod workload;
 
 use eventmatchd::catalog::Catalog;
