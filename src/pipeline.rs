@@ -159,7 +159,13 @@ pub async fn run(
                 }
             }
         }
+        let t_batch = std::time::Instant::now();
         process_batch(&deps, &batch).await;
+        tracing::trace!(
+            size = batch.len(),
+            micros = t_batch.elapsed().as_micros() as u64,
+            "batch evaluated and its outputs acknowledged"
+        );
         let mut offsets: HashMap<i32, i64> = HashMap::new();
         for m in &batch {
             let e = offsets.entry(m.partition()).or_insert(-1);
