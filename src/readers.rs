@@ -255,7 +255,9 @@ pub async fn run_control_reader(
         let msg = match msg {
             Ok(m) => m,
             Err(KafkaError::PartitionEOF(p)) => {
-                progress.mark_eof(p, position(&consumer, p));
+                let pos = position(&consumer, p);
+                tracing::debug!(partition = p, position = ?pos, applied = progress.next(p), "control topic: end of partition");
+                progress.mark_eof(p, pos);
                 continue;
             }
             Err(e) => {
