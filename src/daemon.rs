@@ -204,14 +204,14 @@ async fn run_kafka(
     readers::publish_policy_gauges(&engine, &metrics);
     let snap = engine.snapshot();
     tracing::info!(seconds = control_secs, commands = ?control_end, version = snap.version(), policies = snap.policies().len(), rules = snap.rules().len(), bindings = snap.bindings().len(), "policy set caught up");
-    let tail_started = Instant::now();
+    // Both readers started together; each time is from that start to caught up.
     if !tail_progress
         .wait_for(&tail_end, Reach::CaughtUp, &mut stop)
         .await
     {
         return join_all(tasks).await;
     }
-    let tail_secs = tail_started.elapsed().as_secs_f64();
+    let tail_secs = started.elapsed().as_secs_f64();
     metrics
         .catch_up_seconds
         .with_label_values(&["notifications"])
@@ -288,6 +288,8 @@ async fn run_kafka(
             _ = stop.wait_for(|s| *s) => break,
         }
     }
+    // Not ready any more: a load balancer or Kubernetes stops routing to a draining instance.
+    health.consuming.store(false, Ordering::SeqCst);
 
     // Drain: the pipeline and the control owner finish their current work and commit.
     let deadline = Duration::from_secs(settings.shutdown.drain_timeout_secs);

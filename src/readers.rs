@@ -256,7 +256,7 @@ pub async fn run_control_reader(
             Ok(m) => m,
             Err(KafkaError::PartitionEOF(p)) => {
                 let pos = position(&consumer, p);
-                tracing::debug!(partition = p, position = ?pos, applied = progress.next(p), "control topic: end of partition");
+                tracing::trace!(partition = p, position = ?pos, applied = progress.next(p), "control topic: end of partition");
                 progress.mark_eof(p, pos);
                 continue;
             }
