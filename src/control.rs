@@ -14,6 +14,7 @@ use crate::rules::{NotificationRule, PolicyBinding, Severity};
 use crate::validate::{python_type, Errors, Field, Reader, NON_FIELD, REQUIRED};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -117,6 +118,16 @@ impl Route {
             ["events", "notifications", "mark_all_seen"] => Ok(Route::MarkAllSeen),
             ["events", "notifications", u] => Ok(Route::Notification(id(u)?)),
             _ => Err(()),
+        }
+    }
+
+    /// The uuid of a detail route.
+    pub fn id(self) -> Option<Uuid> {
+        match self {
+            Route::Policy(u) | Route::Rule(u) | Route::Binding(u) | Route::Notification(u) => {
+                Some(u)
+            }
+            _ => None,
         }
     }
 
@@ -343,7 +354,33 @@ struct Ctx<'a> {
     next: Option<PolicySet>,
 }
 
+/// The object a detail route names (`None` for a list route), or the 404 response.
+fn lookup<T>(route: Route, objects: &BTreeMap<Uuid, Arc<T>>) -> Result<Option<Arc<T>>, Response> {
+    match route.id() {
+        Some(pk) => objects.get(&pk).cloned().map(Some).ok_or_else(not_found),
+        None => Ok(None),
+    }
+}
+
+fn saved(existed: bool, body: Value) -> Response {
+    Response {
+        status: if existed { 200 } else { 201 },
+        body,
+    }
+}
+
 impl Ctx<'_> {
+    /// A DELETE: the change (with its cascade) as a new version, and a 204.
+    fn delete(&mut self, remove: impl FnOnce(&mut PolicySetBuilder)) -> Response {
+        let mut b = self.current.builder();
+        remove(&mut b);
+        self.commit(b);
+        Response {
+            status: 204,
+            body: Value::Null,
+        }
+    }
+
     /// Builds and keeps the next version.
     fn commit(&mut self, b: PolicySetBuilder) -> &PolicySet {
         self.next
@@ -376,23 +413,14 @@ impl Ctx<'_> {
         body: &Map<String, Value>,
         source: CommandSource,
     ) -> Response {
-        let existing = match route {
-            Route::Policy(pk) => match self.current.policies().get(&pk) {
-                Some(p) => Some(p.clone()),
-                None => return not_found(),
-            },
-            _ => None,
+        let existing = match lookup(route, self.current.policies()) {
+            Ok(e) => e,
+            Err(resp) => return resp,
         };
-        if m == Method::Delete {
-            let mut b = self.current.builder();
-            if let Some(p) = existing {
+        if let (Method::Delete, Some(p)) = (m, &existing) {
+            return self.delete(|b| {
                 b.remove_policy(&p.pk);
-            }
-            self.commit(b);
-            return Response {
-                status: 204,
-                body: Value::Null,
-            };
+            });
         }
         let mut r = Reader::new(body);
         let full = m != Method::Patch;
@@ -438,10 +466,7 @@ impl Ctx<'_> {
             .get(&pk)
             .map(|p| serde_json::to_value(p.response(next.bound_to(&pk))).unwrap_or_default())
             .unwrap_or_default();
-        Response {
-            status: if existing.is_some() { 200 } else { 201 },
-            body,
-        }
+        saved(existing.is_some(), body)
     }
 
     fn rule(
@@ -451,23 +476,14 @@ impl Ctx<'_> {
         body: &Map<String, Value>,
         source: CommandSource,
     ) -> Response {
-        let existing = match route {
-            Route::Rule(pk) => match self.current.rules().get(&pk) {
-                Some(r) => Some(r.clone()),
-                None => return not_found(),
-            },
-            _ => None,
+        let existing = match lookup(route, self.current.rules()) {
+            Ok(e) => e,
+            Err(resp) => return resp,
         };
-        if m == Method::Delete {
-            let mut b = self.current.builder();
-            if let Some(r) = existing {
-                b.remove_rule(&r.pk);
-            }
-            self.commit(b);
-            return Response {
-                status: 204,
-                body: Value::Null,
-            };
+        if let (Method::Delete, Some(rule)) = (m, &existing) {
+            return self.delete(|b| {
+                b.remove_rule(&rule.pk);
+            });
         }
         let mut r = Reader::new(body);
         let full = m != Method::Patch;
@@ -519,10 +535,7 @@ impl Ctx<'_> {
         let mut b = self.current.builder();
         b.put_rule(rule);
         self.commit(b);
-        Response {
-            status: if existing.is_some() { 200 } else { 201 },
-            body,
-        }
+        saved(existing.is_some(), body)
     }
 
     fn binding(
@@ -532,23 +545,14 @@ impl Ctx<'_> {
         body: &Map<String, Value>,
         source: CommandSource,
     ) -> Response {
-        let existing = match route {
-            Route::Binding(pk) => match self.current.bindings().get(&pk) {
-                Some(b) => Some(b.clone()),
-                None => return not_found(),
-            },
-            _ => None,
+        let existing = match lookup(route, self.current.bindings()) {
+            Ok(e) => e,
+            Err(resp) => return resp,
         };
-        if m == Method::Delete {
-            let mut b = self.current.builder();
-            if let Some(binding) = existing {
+        if let (Method::Delete, Some(binding)) = (m, &existing) {
+            return self.delete(|b| {
                 b.remove_binding(&binding.pk);
-            }
-            self.commit(b);
-            return Response {
-                status: 204,
-                body: Value::Null,
-            };
+            });
         }
         let mut r = Reader::new(body);
         let full = m != Method::Patch;
@@ -620,10 +624,7 @@ impl Ctx<'_> {
         let mut b = self.current.builder();
         b.put_binding(binding);
         self.commit(b);
-        Response {
-            status: if existing.is_some() { 200 } else { 201 },
-            body,
-        }
+        saved(existing.is_some(), body)
     }
 }
 

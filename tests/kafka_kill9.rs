@@ -4,7 +4,7 @@
 
 mod helpers;
 
-use helpers::kafka::{committed, ends, eventually, read, read_until, Daemon, TestEnv};
+use helpers::kafka::{committed, ends, eventually, read, read_until, TestEnv};
 use helpers::workload::{commands, event, expected};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -12,23 +12,6 @@ use std::time::{Duration, Instant};
 
 const EVENTS: u64 = 50_000;
 const SEEN: usize = 20;
-
-fn fast_failover(env: &TestEnv, name: &str) -> Daemon {
-    Daemon::start(
-        env,
-        name,
-        &[
-            (
-                "EVENTMATCHD__KAFKA__PROPERTIES__SESSION__TIMEOUT__MS",
-                "6000",
-            ),
-            (
-                "EVENTMATCHD__KAFKA__PROPERTIES__HEARTBEAT__INTERVAL__MS",
-                "1000",
-            ),
-        ],
-    )
-}
 
 #[test]
 fn kill_9_mid_stream_loses_nothing_and_resets_no_seen_flag() {
@@ -44,7 +27,7 @@ fn kill_9_mid_stream_loses_nothing_and_resets_no_seen_flag() {
     producer.flush();
     let want = expected(&cmds, (0..EVENTS).map(event));
 
-    let mut d1 = fast_failover(&env, "d1");
+    let mut d1 = env.start_daemon_fast_failover("d1");
     d1.wait_ready(Duration::from_secs(30));
     let t1 = Instant::now();
     assert!(
@@ -86,7 +69,7 @@ fn kill_9_mid_stream_loses_nothing_and_resets_no_seen_flag() {
         "killed mid-stream ({consumed_at_kill} of {EVENTS} consumed)"
     );
 
-    let mut d2 = fast_failover(&env, "d2");
+    let mut d2 = env.start_daemon_fast_failover("d2");
     d2.wait_ready(Duration::from_secs(60));
     let t2 = Instant::now();
     let end = ends(&env.brokers, &env.events);

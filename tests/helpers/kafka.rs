@@ -144,6 +144,25 @@ impl TestEnv {
     pub fn start_daemon(&self, name: &str) -> Daemon {
         Daemon::start(self, name, &[])
     }
+
+    /// A daemon whose group session expires 6 s after it dies (librdkafka passthrough), so
+    /// failover tests do not wait the default 45 s.
+    pub fn start_daemon_fast_failover(&self, name: &str) -> Daemon {
+        Daemon::start(
+            self,
+            name,
+            &[
+                (
+                    "EVENTMATCHD__KAFKA__PROPERTIES__SESSION__TIMEOUT__MS",
+                    "6000",
+                ),
+                (
+                    "EVENTMATCHD__KAFKA__PROPERTIES__HEARTBEAT__INTERVAL__MS",
+                    "1000",
+                ),
+            ],
+        )
+    }
 }
 
 /// The daemon binary, running.

@@ -21,23 +21,6 @@ pub enum Stop {
     Kill,
 }
 
-fn instance(env: &TestEnv, name: &str) -> Daemon {
-    Daemon::start(
-        env,
-        name,
-        &[
-            (
-                "EVENTMATCHD__KAFKA__PROPERTIES__SESSION__TIMEOUT__MS",
-                "6000",
-            ),
-            (
-                "EVENTMATCHD__KAFKA__PROPERTIES__HEARTBEAT__INTERVAL__MS",
-                "1000",
-            ),
-        ],
-    )
-}
-
 /// Two instances share the group while events and control commands flow; the control owner is
 /// stopped mid-stream. Checks: nothing lost, one version per notification, every command's
 /// result exactly once, the survivor owns the control partition.
@@ -51,8 +34,8 @@ pub fn two_instances_owner_stopped(env: &TestEnv, stop: Stop) {
         producer.send_json(&env.control, c);
     }
     producer.flush();
-    let mut a = instance(env, "a");
-    let mut b = instance(env, "b");
+    let mut a = env.start_daemon_fast_failover("a");
+    let mut b = env.start_daemon_fast_failover("b");
     a.wait_ready(Duration::from_secs(30));
     b.wait_ready(Duration::from_secs(30));
 
