@@ -307,6 +307,12 @@ pub async fn run_notification_tail(
         };
         match msg {
             Ok(m) => {
+                tracing::trace!(
+                    key = %String::from_utf8_lossy(m.key().unwrap_or_default()),
+                    partition = m.partition(),
+                    offset = m.offset(),
+                    "notification read back"
+                );
                 if !engine.restore_notification(m.key(), m.payload()) {
                     tracing::debug!(
                         partition = m.partition(),

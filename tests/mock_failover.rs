@@ -1,23 +1,41 @@
 //! Fault injection on librdkafka's mock cluster, whose group coordinator expires a dead
-//! member's session as Apache Kafka does: the control owner of two instances is killed with
-//! `kill -9` mid-stream. Its successor takes over the event partitions and the control
-//! partition; results the dead owner wrote but did not commit are not emitted again.
+//! member's session as Apache Kafka does:
+//! * the control owner of two instances is killed with `kill -9` mid-stream: its successor
+//!   takes over the event partitions and the control partition, and results the dead owner
+//!   wrote but did not commit are not emitted again;
+//! * a single instance is killed with `kill -9` mid-stream and restarted (20,000
+//!   events: the mock keeps at most 5 MB per partition).
 
 mod helpers;
 
 use helpers::kafka::TestEnv;
-use helpers::scenarios::{two_instances_owner_stopped, Stop};
+use helpers::scenarios::{kill_9_mid_stream_then_restart, two_instances_owner_stopped, Stop};
 use rdkafka::mocking::MockCluster;
+
+/// The mock cluster has no CreateTopics: create the topics through its own API.
+fn env_on(
+    cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    name: &str,
+    partitions: i32,
+) -> TestEnv {
+    let env = TestEnv::names(&cluster.bootstrap_servers(), name);
+    for (topic, parts) in env.topics(partitions) {
+        cluster
+            .create_topic(&topic, parts, 1)
+            .expect("create topic");
+    }
+    env
+}
 
 #[test]
 fn two_instances_owner_killed_mid_stream() {
     let cluster = MockCluster::new(1).expect("mock cluster");
-    // The mock cluster has no CreateTopics: create the same topics through its own API.
-    let env = TestEnv::names(&cluster.bootstrap_servers(), "mockpair");
-    for (topic, partitions) in env.topics(4) {
-        cluster
-            .create_topic(&topic, partitions, 1)
-            .expect("create topic");
-    }
-    two_instances_owner_stopped(&env, Stop::Kill);
+    two_instances_owner_stopped(&env_on(&cluster, "mockpair", 4), Stop::Kill);
+}
+
+#[test]
+fn kill_9_mid_stream_then_restart_on_the_mock_cluster() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    // 20,000 events: the mock keeps at most 5 MB per partition and drops older records.
+    kill_9_mid_stream_then_restart(&env_on(&cluster, "mockkill9", 3), 20_000);
 }

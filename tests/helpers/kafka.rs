@@ -180,8 +180,12 @@ impl Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_eventmatchd"))
             .arg("run")
             .envs(env.vars(port))
+            .env(
+                "RUST_LOG",
+                std::env::var("EVENTMATCHD_TEST_LOG")
+                    .unwrap_or_else(|_| "info,eventmatchd=debug".into()),
+            )
             .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-            .env("RUST_LOG", "info,eventmatchd=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
