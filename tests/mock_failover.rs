@@ -9,7 +9,9 @@
 mod helpers;
 
 use helpers::kafka::TestEnv;
-use helpers::scenarios::{kill_9_mid_stream_then_restart, two_instances_owner_stopped, Stop};
+use helpers::scenarios::{
+    kill_9_mid_stream_then_restart, two_instances_owner_stopped, Durability, Stop,
+};
 use rdkafka::mocking::MockCluster;
 
 /// The mock cluster has no CreateTopics: create the topics through its own API.
@@ -37,5 +39,9 @@ fn two_instances_owner_killed_mid_stream() {
 fn kill_9_mid_stream_then_restart_on_the_mock_cluster() {
     let cluster = MockCluster::new(1).expect("mock cluster");
     // 20,000 events: the mock keeps at most 5 MB per partition and drops older records.
-    kill_9_mid_stream_then_restart(&env_on(&cluster, "mockkill9", 3), 20_000);
+    kill_9_mid_stream_then_restart(
+        &env_on(&cluster, "mockkill9", 3),
+        20_000,
+        Durability::Durable,
+    );
 }

@@ -160,6 +160,12 @@ impl TestEnv {
                     "EVENTMATCHD__KAFKA__PROPERTIES__HEARTBEAT__INTERVAL__MS",
                     "1000",
                 ),
+                // Every notification read back is logged: the kill -9 scenario uses it as
+                // evidence of what the restarted daemon saw on the topic.
+                (
+                    "RUST_LOG",
+                    "info,eventmatchd=debug,eventmatchd::readers=trace",
+                ),
             ],
         )
     }
