@@ -149,6 +149,13 @@ pub async fn run(
             }
         }
         if consumer.context().assigned.swap(false, Ordering::SeqCst) {
+            let mut first: HashMap<i32, i64> = HashMap::new();
+            for m in &batch {
+                first.entry(m.partition()).or_insert(m.offset());
+            }
+            for (p, o) in &first {
+                tracing::info!(partition = p, offset = o, "resuming event partition");
+            }
             if let Some(ends) = tokio::task::block_in_place(|| (deps.tail_watermarks)()) {
                 if !deps
                     .tail_progress
