@@ -4,7 +4,7 @@
 
 mod helpers;
 
-use helpers::kafka::{committed, ends, eventually, read, TestEnv};
+use helpers::kafka::{read, wait_events_committed, TestEnv};
 use helpers::workload::{commands, event, expected};
 use std::time::Duration;
 
@@ -88,16 +88,9 @@ fn poison_records_go_to_the_dlq_and_offsets_advance() {
         "//4A"
     );
 
-    let end = ends(&env.brokers, &env.events);
-    assert!(
-        eventually(Duration::from_secs(20), || committed(
-            &env.brokers,
-            &env.group,
-            &env.events
-        ) == end),
-        "committed offsets reach the end: {:?} vs {end:?}",
-        committed(&env.brokers, &env.group, &env.events)
-    );
+    if let Err(e) = wait_events_committed(&env, Duration::from_secs(20)) {
+        panic!("committed offsets reach the end: {e}");
+    }
     assert_eq!(
         daemon.metric("eventmatchd_events_invalid_total{reason=\"not_json\"}"),
         Some(2.0)

@@ -514,6 +514,22 @@ pub fn ends(brokers: &str, topic: &str) -> HashMap<i32, i64> {
     out
 }
 
+/// Waits until the event group's committed offsets reach the end of the events topic (every
+/// event processed and its outputs acknowledged); on timeout, says where each stood.
+pub fn wait_events_committed(env: &TestEnv, timeout: Duration) -> Result<(), String> {
+    let end = ends(&env.brokers, &env.events);
+    if eventually(timeout, || {
+        committed(&env.brokers, &env.group, &env.events) == end
+    }) {
+        Ok(())
+    } else {
+        Err(format!(
+            "committed {:?}, end {end:?}",
+            committed(&env.brokers, &env.group, &env.events)
+        ))
+    }
+}
+
 /// Polls `cond` until true or the deadline; returns whether it became true.
 pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

@@ -1,7 +1,9 @@
 //! Scenarios run on more than one broker.
 #![allow(dead_code)]
 
-use super::kafka::{committed, ends, eventually, read, read_until, Daemon, TestEnv, TestProducer};
+use super::kafka::{
+    ends, eventually, read, read_until, wait_events_committed, Daemon, TestEnv, TestProducer,
+};
 use super::workload::{commands, event, expected};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -83,17 +85,9 @@ pub fn kill_9_mid_stream_then_restart(env: &TestEnv, events: u64, broker: Durabi
     let mut d2 = env.start_daemon_fast_failover("d2");
     d2.wait_ready(Duration::from_secs(60));
     let t2 = Instant::now();
-    let end = ends(&env.brokers, &env.events);
-    assert!(
-        eventually(Duration::from_secs(180), || committed(
-            &env.brokers,
-            &env.group,
-            &env.events
-        ) == end),
-        "d2 consumed everything: {:?} vs {end:?}\n{}",
-        committed(&env.brokers, &env.group, &env.events),
-        d2.logs()
-    );
+    if let Err(e) = wait_events_committed(env, Duration::from_secs(180)) {
+        panic!("d2 consumed everything: {e}\n{}", d2.logs());
+    }
     let d2_secs = t2.elapsed().as_secs_f64();
     let reprocessed = d2
         .metric("eventmatchd_events_consumed_total")
@@ -329,17 +323,9 @@ pub fn two_instances_owner_stopped(env: &TestEnv, stop: Stop) {
     }
     stream.join().expect("event stream");
 
-    let end = ends(&env.brokers, &env.events);
-    assert!(
-        eventually(Duration::from_secs(120), || committed(
-            &env.brokers,
-            &env.group,
-            &env.events
-        ) == end),
-        "the survivor consumed everything: {:?} vs {end:?}\n{}",
-        committed(&env.brokers, &env.group, &env.events),
-        survivor.logs()
-    );
+    if let Err(e) = wait_events_committed(env, Duration::from_secs(120)) {
+        panic!("the survivor consumed everything: {e}\n{}", survivor.logs());
+    }
     let results = read_until(&env.brokers, &env.results, Duration::from_secs(60), |r| {
         r.len() >= cmds.len() + PATCHES
     });
