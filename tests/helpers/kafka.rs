@@ -377,6 +377,25 @@ fn reader(brokers: &str) -> BaseConsumer {
         .expect("consumer")
 }
 
+fn partition_ids(consumer: &BaseConsumer, topic: &str) -> Vec<i32> {
+    consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata")
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions())
+        .map(|p| p.id())
+        .collect()
+}
+
+/// Every record of a topic that no longer changes (its end found by reading, see [`ends`]).
+pub fn read_all(brokers: &str, topic: &str) -> Vec<Rec> {
+    let total: i64 = ends(brokers, topic).values().sum();
+    let records = read(brokers, topic, total as usize, Duration::from_secs(60));
+    assert_eq!(records.len() as i64, total, "read all of {topic}");
+    records
+}
+
 /// Reads a topic from the beginning until `want` records arrived, or `timeout` passed.
 pub fn read(brokers: &str, topic: &str, want: usize, timeout: Duration) -> Vec<Rec> {
     read_until(brokers, topic, timeout, |recs| recs.len() >= want)
@@ -390,12 +409,10 @@ pub fn read_until(
     mut done: impl FnMut(&[Rec]) -> bool,
 ) -> Vec<Rec> {
     let consumer = reader(brokers);
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
+    let parts = partition_ids(&consumer, topic);
     let mut tpl = TopicPartitionList::new();
-    for p in md.topics().iter().flat_map(|t| t.partitions()) {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+    for &p in &parts {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
             .expect("tpl");
     }
     consumer.assign(&tpl).expect("assign");
@@ -450,12 +467,10 @@ pub fn committed(brokers: &str, group: &str, topic: &str) -> HashMap<i32, i64> {
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
+    let parts = partition_ids(&consumer, topic);
     let mut tpl = TopicPartitionList::new();
-    for p in md.topics().iter().flat_map(|t| t.partitions()) {
-        tpl.add_partition(topic, p.id());
+    for &p in &parts {
+        tpl.add_partition(topic, p);
     }
     let c = consumer
         .committed_offsets(tpl, Duration::from_secs(10))
@@ -482,15 +497,13 @@ pub fn ends(brokers: &str, topic: &str) -> HashMap<i32, i64> {
         .set("enable.partition.eof", "true")
         .create()
         .expect("consumer");
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
+    let parts = partition_ids(&consumer, topic);
     let mut tpl = TopicPartitionList::new();
     let mut out = HashMap::new();
-    for p in md.topics().iter().flat_map(|t| t.partitions()) {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+    for &p in &parts {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
             .expect("tpl");
-        out.insert(p.id(), 0);
+        out.insert(p, 0);
     }
     consumer.assign(&tpl).expect("assign");
     let mut open: std::collections::HashSet<i32> = out.keys().copied().collect();

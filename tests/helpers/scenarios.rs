@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use super::kafka::{
-    ends, eventually, read, read_until, wait_events_committed, Daemon, TestEnv, TestProducer,
+    eventually, read, read_all, read_until, wait_events_committed, Daemon, TestEnv, TestProducer,
 };
 use super::workload::{commands, event, expected};
 use serde_json::{json, Value};
@@ -93,14 +93,7 @@ pub fn kill_9_mid_stream_then_restart(env: &TestEnv, events: u64, broker: Durabi
         .metric("eventmatchd_events_consumed_total")
         .unwrap_or(0.0);
 
-    let total: i64 = ends(&env.brokers, &env.notifications).values().sum();
-    let records = read(
-        &env.brokers,
-        &env.notifications,
-        total as usize,
-        Duration::from_secs(60),
-    );
-    assert_eq!(records.len() as i64, total);
+    let records = read_all(&env.brokers, &env.notifications);
     let mut by_key: HashMap<String, Vec<&Value>> = HashMap::new();
     for r in &records {
         by_key
@@ -361,13 +354,7 @@ pub fn two_instances_owner_stopped(env: &TestEnv, stop: Stop) {
     );
 
     let want = expected(&cmds, (0..PAIR_EVENTS).map(event));
-    let total: i64 = ends(&env.brokers, &env.notifications).values().sum();
-    let records = read(
-        &env.brokers,
-        &env.notifications,
-        total as usize,
-        Duration::from_secs(60),
-    );
+    let records = read_all(&env.brokers, &env.notifications);
     let keys: HashSet<String> = records.iter().filter_map(|r| r.key.clone()).collect();
     let want_keys: HashSet<String> = want.notifications.keys().cloned().collect();
     assert_eq!(keys, want_keys, "nothing lost, nothing extra");
