@@ -24,6 +24,12 @@ lint:
 tansu:
 	bash scripts/install-tansu.sh
 
+# The benchmarks (BENCHMARKS.md): criterion benches, then the end-to-end one through a local
+# tansu broker. Not part of `make test`.
+bench:
+	$(CARGO) bench --locked
+	bash scripts/bench-e2e.sh
+
 # Dry-run the committed sample through the engine.
 replay-sample:
 	$(CARGO) run --locked --quiet -- replay tests/data/replay_sample.ndjson

@@ -108,6 +108,16 @@ impl Engine {
         }
     }
 
+    /// Publishes a prebuilt policy set as it is, instead of building it by commands
+    /// (benchmarks and tools that need large sets). Serialized with commands like any change.
+    pub fn replace_policy_set(&self, set: Arc<PolicySet>) {
+        let _guard = match self.writer.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        self.snapshot.store(set);
+    }
+
     pub fn snapshot(&self) -> Arc<PolicySet> {
         self.snapshot.load_full()
     }
@@ -154,10 +164,8 @@ impl Engine {
                 for n in notify::build(rule, event, &rendering) {
                     let bytes = n.to_bytes();
                     let pk = n.pk;
-                    if self.index.insert_new(n) {
-                        if let Some(held) = self.index.get(&pk) {
-                            out.notifications.push(held);
-                        }
+                    if let Some(held) = self.index.insert_built(n, event) {
+                        out.notifications.push(held);
                         out.records.push(OutRecord {
                             topic: OutTopic::Notifications,
                             key: Some(pk.to_string()),

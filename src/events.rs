@@ -88,7 +88,6 @@ pub struct Event {
     pub expires: Option<(String, DateTime<Utc>)>,
     /// `user` object as raw JSON (`{}` when absent or null).
     pub user: Box<RawValue>,
-    pub user_ref: Option<UserRef>,
     /// `context` object as raw JSON (`{}` when absent or null).
     pub context: Box<RawValue>,
     pub brand: Option<Box<RawValue>>,
@@ -168,7 +167,17 @@ fn string_field(raw: &RawValue, field: &'static str) -> Result<String, EventErro
             expected: "string",
         });
     }
-    serde_json::from_str::<String>(raw.get()).map_err(|e| EventError::InvalidValue {
+    // Without escapes, the text between the quotes is the value: the parse that produced
+    // `raw` already rejected control characters, so no second deserializer is needed.
+    let text = raw.get();
+    if let Some(inner) = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .filter(|t| !t.contains('\\'))
+    {
+        return Ok(inner.to_string());
+    }
+    serde_json::from_str::<String>(text).map_err(|e| EventError::InvalidValue {
         field,
         detail: e.to_string(),
     })
@@ -246,11 +255,18 @@ impl Event {
 
         // A malformed `user.pk` or `context.model` makes those parts unusable for matching
         // and destinations, not the event invalid: authentik would still store the event.
-        let user_ref = serde_json::from_str::<UserProbe>(user.get())
-            .ok()
-            .and_then(|u| u.pk)
-            .and_then(|pk| UserRef::from_pk(&pk));
-        let probe: ContextProbe<'_> = serde_json::from_str(context.get()).unwrap_or_default();
+        //
+        // Most contexts name neither key: a substring scan is several times cheaper than a
+        // second parse. A key spelled with a `\u` escape still gets the full probe.
+        let ctx = context.get();
+        let probe: ContextProbe<'_> = if ctx.contains("\"model\"")
+            || ctx.contains("\"policy_uuid\"")
+            || ctx.contains("\\u")
+        {
+            serde_json::from_str(ctx).unwrap_or_default()
+        } else {
+            ContextProbe::default()
+        };
         let model = probe
             .model
             .and_then(|m| serde_json::from_str::<ModelProbe<'_>>(m.get()).ok())
@@ -271,7 +287,6 @@ impl Event {
             created,
             expires,
             user,
-            user_ref,
             context,
             brand,
             model,
@@ -292,6 +307,15 @@ impl Event {
             expires: self.expires.as_ref().map(|(s, _)| s.as_str()),
             brand: self.brand.as_deref(),
         }
+    }
+
+    /// The user the event is about, when `user.pk` is usable. Computed on demand: only events
+    /// that fire a rule need it.
+    pub fn user_ref(&self) -> Option<UserRef> {
+        serde_json::from_str::<UserProbe>(self.user.get())
+            .ok()
+            .and_then(|u| u.pk)
+            .and_then(|pk| UserRef::from_pk(&pk))
     }
 
     /// The record as raw JSON, for embedding in notifications.
@@ -359,11 +383,44 @@ mod tests {
         assert_eq!(e.action, "login");
         assert_eq!(e.client_ip.as_deref(), Some("10.0.0.1"));
         assert_eq!(e.context.get(), r#"{"b":1,"a":{"y":2,"x":3}}"#);
-        assert_eq!(e.user_ref.as_ref().map(|u| u.key.as_str()), Some("7"));
+        assert_eq!(e.user_ref().as_ref().map(|u| u.key.as_str()), Some("7"));
         let rec = serde_json::to_value(e.to_record()).expect("serializes");
         assert!(rec.get("extra").is_none(), "unknown fields are dropped");
         assert_eq!(rec["pk"], base()["pk"]);
         assert_eq!(rec["brand"], json!({"pk": "x"}));
+    }
+
+    #[test]
+    fn model_and_policy_uuid_are_found_however_the_key_is_spelled() {
+        let pu = "0b1e4c9c4c6b4c1f8d3e2a1b0c9d8e7f";
+        // Plain keys, nested under another key (not the context's own), and `\u` escapes.
+        let cases = [
+            (
+                json!({"model": {"app": "a", "model_name": "m"}, "policy_uuid": pu}),
+                true,
+            ),
+            (
+                json!({"x": {"model": {"app": "a", "model_name": "m"}, "policy_uuid": pu}}),
+                false,
+            ),
+        ];
+        for (ctx, found) in cases {
+            let mut v = base();
+            v["context"] = ctx;
+            let e = ev(v).expect("valid");
+            assert_eq!(e.model.as_deref(), found.then_some("a.m"));
+            assert_eq!(e.policy_uuid.is_some(), found);
+        }
+        let mut text = base().to_string();
+        let escaped = format!(
+            r#""context":{{"mod\u0065l":{{"app":"a","model_name":"m"}},"policy\u005fuuid":"{pu}"}}"#
+        );
+        let start = text.find(r#""context""#).expect("context");
+        let end = start + text[start..].find('}').expect("end of context") + 2;
+        text.replace_range(start..end, &escaped);
+        let e = Event::parse(text.as_bytes()).expect("valid");
+        assert_eq!(e.model.as_deref(), Some("a.m"));
+        assert!(e.policy_uuid.is_some());
     }
 
     #[test]
@@ -453,7 +510,7 @@ mod tests {
         assert_eq!(e.client_ip, None);
         assert_eq!(e.user.get(), "{}");
         assert_eq!(e.context.get(), "{}");
-        assert!(e.user_ref.is_none());
+        assert!(e.user_ref().is_none());
     }
 
     #[test]
@@ -480,11 +537,11 @@ mod tests {
     fn user_without_pk_has_no_user_ref() {
         let mut v = base();
         v["user"] = json!({"username": "anonymous"});
-        assert!(ev(v).expect("valid").user_ref.is_none());
+        assert!(ev(v).expect("valid").user_ref().is_none());
         let mut v = base();
         v["user"] = json!({"pk": "abc"});
         assert_eq!(
-            ev(v).expect("valid").user_ref.map(|u| u.key),
+            ev(v).expect("valid").user_ref().map(|u| u.key),
             Some("abc".into())
         );
     }

@@ -54,8 +54,8 @@ pub fn notification_pk(event: Uuid, rule: Uuid, dest: &Destination) -> Uuid {
 pub fn destinations(rule: &NotificationRule, event: &Event) -> Vec<Destination> {
     let mut out = Vec::with_capacity(2);
     if rule.destination_event_user {
-        if let Some(u) = &event.user_ref {
-            out.push(Destination::User(u.clone()));
+        if let Some(u) = event.user_ref() {
+            out.push(Destination::User(u));
         }
     }
     if let Some(g) = rule.destination_group {
@@ -130,11 +130,45 @@ pub struct EventRendering {
 /// are strings. `created` is the event's (so a replay renders the same record), or
 /// `fallback_created` for an event without one.
 pub fn render(event: &Event, fallback_created: DateTime<Utc>) -> EventRendering {
+    let created = format_ts(
+        &event
+            .created
+            .as_ref()
+            .map(|(_, t)| *t)
+            .unwrap_or(fallback_created),
+    );
+    let (body, hyperlink, hyperlink_label) = body_and_links(event);
+    EventRendering {
+        body,
+        hyperlink,
+        hyperlink_label,
+        created,
+        event: event.to_raw(),
+    }
+}
+
+/// The body, hyperlink and hyperlink label the event's context gives.
+fn body_and_links(event: &Event) -> (String, Option<String>, Option<String>) {
+    let ctx_text = event.context.get();
+    // The common context names none of the keys rendering reads: its body is the action and
+    // the repr of the context, written straight from the JSON text. Any of those keys (or a
+    // `\u` escape, which could spell one) takes the decoding path.
+    let plain = !(ctx_text.contains("\"message\"")
+        || ctx_text.contains("\"hyperlink")
+        || ctx_text.contains("\\u"));
+    if plain {
+        let mut body = String::with_capacity(event.action.len() + 2 + ctx_text.len());
+        body.push_str(&event.action);
+        body.push_str(": ");
+        if pyrepr::write_repr_json(&mut body, ctx_text) {
+            return (body, None, None);
+        }
+    }
     let ctx = event.context_value();
     let body = match ctx.get("message") {
         Some(m) => pyrepr::python_str(m),
         None => {
-            let mut s = String::with_capacity(event.action.len() + 2 + event.context.get().len());
+            let mut s = String::with_capacity(event.action.len() + 2 + ctx_text.len());
             s.push_str(&event.action);
             s.push_str(": ");
             pyrepr::write_repr(&mut s, &Value::Object(ctx.clone()));
@@ -142,18 +176,25 @@ pub fn render(event: &Event, fallback_created: DateTime<Utc>) -> EventRendering 
         }
     };
     let text = |k: &str| ctx.get(k).and_then(Value::as_str).map(str::to_string);
-    EventRendering {
-        body,
-        hyperlink: text("hyperlink"),
-        hyperlink_label: text("hyperlink_label"),
-        created: format_ts(
-            &event
-                .created
-                .as_ref()
-                .map(|(_, t)| *t)
-                .unwrap_or(fallback_created),
+    (body, text("hyperlink"), text("hyperlink_label"))
+}
+
+/// What a notification's embedded event renders to: its body, and its `created` when the
+/// event has one (`None` if the event does not parse).
+fn derived(event: &RawValue) -> Option<(String, Option<String>)> {
+    let e = Event::parse(event.get().as_bytes()).ok()?;
+    let created = e.created.as_ref().map(|(_, t)| format_ts(t));
+    Some((body_and_links(&e).0, created))
+}
+
+/// Which of a notification's fields are what its event renders to.
+fn derivable(n: &Notification) -> (bool, bool) {
+    match derived(&n.event) {
+        Some((body, created)) => (
+            body == n.body,
+            created.as_deref() == Some(n.created.as_str()),
         ),
-        event: event.to_raw(),
+        None => (false, false),
     }
 }
 
@@ -187,8 +228,60 @@ pub fn build(rule: &NotificationRule, event: &Event, r: &EventRendering) -> Vec<
 /// A held notification and when it leaves the index.
 #[derive(Debug, Clone)]
 struct Held {
-    n: Arc<Notification>,
+    /// The record, with `body` (and `created`) emptied when they are what the embedded event
+    /// renders to: the body is about a third of a held notification's memory, and both are
+    /// rendered again on the rare reads (PATCH, mark_all_seen, DELETE) instead of being kept.
+    n: Notification,
+    body_derived: bool,
+    created_derived: bool,
     expires: Option<DateTime<Utc>>,
+}
+
+impl Held {
+    fn new(
+        n: &Notification,
+        (body_derived, created_derived): (bool, bool),
+        expires: Option<DateTime<Utc>>,
+    ) -> Held {
+        let keep = |derived: bool, s: &String| if derived { String::new() } else { s.clone() };
+        Held {
+            n: Notification {
+                pk: n.pk,
+                severity: n.severity,
+                body: keep(body_derived, &n.body),
+                hyperlink: n.hyperlink.clone(),
+                hyperlink_label: n.hyperlink_label.clone(),
+                created: keep(created_derived, &n.created),
+                event: n.event.clone(),
+                seen: n.seen,
+                user: n.user.clone(),
+                group: n.group,
+                rule: n.rule,
+            },
+            body_derived,
+            created_derived,
+            expires,
+        }
+    }
+
+    fn derived(&self) -> (bool, bool) {
+        (self.body_derived, self.created_derived)
+    }
+
+    /// The whole record.
+    fn full(&self) -> Notification {
+        let mut n = self.n.clone();
+        if self.body_derived || self.created_derived {
+            let (body, created) = derived(&n.event).unwrap_or_default();
+            if self.body_derived {
+                n.body = body;
+            }
+            if self.created_derived {
+                n.created = created.unwrap_or_default();
+            }
+        }
+        n
+    }
 }
 
 /// Read the event's `expires` out of a notification record (held ones only keep the raw event).
@@ -213,8 +306,9 @@ fn event_expires(n: &Notification) -> Option<DateTime<Utc>> {
 #[derive(Debug)]
 pub struct NotificationIndex {
     /// Sharded map: event processing inserts while control commands patch, without one
-    /// global lock.
-    map: DashMap<Uuid, Held>,
+    /// global lock. Values are `Arc`s so that a map slot is 24 bytes whatever `Held` holds:
+    /// the tables grow in powers of two, so slot size matters at a million entries.
+    map: DashMap<Uuid, Arc<Held>>,
     /// Insertion order, for evicting the oldest past `max_entries`. A mutex is enough: it is
     /// taken only when a notification is created (a small share of events), never per event.
     order: Mutex<VecDeque<Uuid>>,
@@ -254,43 +348,54 @@ impl NotificationIndex {
     }
 
     pub fn get(&self, pk: &Uuid) -> Option<Arc<Notification>> {
-        self.map.get(pk).map(|h| h.n.clone())
+        self.map.get(pk).map(|h| Arc::new(h.full()))
     }
 
     /// Holds a newly built notification unless one with its pk is held already; returns
     /// whether it was inserted (and so must be produced). This is what makes reprocessing an
     /// event idempotent: the held version, with its `seen` flag, wins.
     pub fn insert_new(&self, n: Notification) -> bool {
+        let expires = event_expires(&n);
+        let derived = derivable(&n);
+        self.insert(n, derived, expires).is_some()
+    }
+
+    /// [`insert_new`](Self::insert_new) on the event path: `n` comes from [`build`] for
+    /// `event`, so its body is the event's rendering, and so is `created` when the event has
+    /// one. Returns the notification when it was inserted.
+    pub fn insert_built(&self, n: Notification, event: &Event) -> Option<Arc<Notification>> {
+        let expires = event.expires.as_ref().map(|(_, t)| *t);
+        self.insert(n, (true, event.created.is_some()), expires)
+    }
+
+    fn insert(
+        &self,
+        n: Notification,
+        derived: (bool, bool),
+        expires: Option<DateTime<Utc>>,
+    ) -> Option<Arc<Notification>> {
         use dashmap::mapref::entry::Entry;
         let pk = n.pk;
-        let expires = event_expires(&n);
         match self.map.entry(pk) {
-            Entry::Occupied(_) => return false,
+            Entry::Occupied(_) => return None,
             Entry::Vacant(v) => {
-                v.insert(Held {
-                    n: Arc::new(n),
-                    expires,
-                });
+                v.insert(Arc::new(Held::new(&n, derived, expires)));
             }
         }
         self.note_inserted(pk);
-        true
+        Some(Arc::new(n))
     }
 
     /// Holds a record read back from the notification topic at start: the latest record for a
-    /// key is its current state, so it replaces what is held.
+    /// key is its current state, so it replaces what is held. Its body is kept only if it is
+    /// not what the event renders to (a record written by another renderer).
     pub fn restore(&self, n: Notification) {
         let pk = n.pk;
         let expires = event_expires(&n);
+        let derived = derivable(&n);
         let fresh = self
             .map
-            .insert(
-                pk,
-                Held {
-                    n: Arc::new(n),
-                    expires,
-                },
-            )
+            .insert(pk, Arc::new(Held::new(&n, derived, expires)))
             .is_none();
         if fresh {
             self.note_inserted(pk);
@@ -299,7 +404,7 @@ impl NotificationIndex {
 
     /// Drops a held notification (DELETE, or a tombstone read back at start).
     pub fn remove(&self, pk: &Uuid) -> Option<Arc<Notification>> {
-        self.map.remove(pk).map(|(_, h)| h.n)
+        self.map.remove(pk).map(|(_, h)| Arc::new(h.full()))
     }
 
     fn note_inserted(&self, pk: Uuid) {
@@ -327,7 +432,7 @@ impl NotificationIndex {
         let Some(mut held) = self.map.get_mut(pk) else {
             return PatchOutcome::NotFound;
         };
-        let mut n = (*held.n).clone();
+        let mut n = held.full();
         if let Some(seen) = patch.seen {
             n.seen = seen;
         }
@@ -337,9 +442,8 @@ impl NotificationIndex {
         if let Some(l) = &patch.hyperlink_label {
             n.hyperlink_label = l.clone();
         }
-        let n = Arc::new(n);
-        held.n = n.clone();
-        PatchOutcome::Updated(n)
+        *held = Arc::new(Held::new(&n, held.derived(), held.expires));
+        PatchOutcome::Updated(Arc::new(n))
     }
 
     /// Marks every unseen notification of a user seen; returns the changed ones, oldest
@@ -351,11 +455,10 @@ impl NotificationIndex {
             if held.n.seen || held.n.user_key().as_deref() != Some(user) {
                 continue;
             }
-            let mut n = (*held.n).clone();
+            let mut n = held.full();
             n.seen = true;
-            let n = Arc::new(n);
-            held.n = n.clone();
-            changed.push(n);
+            *held = Arc::new(Held::new(&n, held.derived(), held.expires));
+            changed.push(Arc::new(n));
         }
         changed.sort_by(|a, b| a.created.cmp(&b.created).then(a.pk.cmp(&b.pk)));
         changed
@@ -544,6 +647,70 @@ mod tests {
             group: None,
             rule: Uuid::from_u128(1),
         }
+    }
+
+    #[test]
+    fn held_bodies_are_rendered_again_exactly_and_foreign_ones_kept() {
+        let idx = NotificationIndex::new(100);
+        let e = login(json!({"username": "jane", "n": 1.5, "q": "it's"}));
+        let rule = NotificationRule {
+            destination_event_user: true,
+            ..NotificationRule::new(Uuid::from_u128(5), "r")
+        };
+        let r = render(&e, Utc::now());
+        let built = build(&rule, &e, &r).pop().expect("one notification");
+        let pk = built.pk;
+        assert!(idx.insert_built(built.clone(), &e).is_some());
+        // Stored without its body and created, read back with them.
+        assert!(idx
+            .map
+            .get(&pk)
+            .is_some_and(|h| h.body_derived && h.n.body.is_empty() && h.n.created.is_empty()));
+        assert_eq!(idx.get(&pk).as_deref(), Some(&built));
+        let PatchOutcome::Updated(after) = idx.patch(
+            &pk,
+            &NotificationPatch {
+                seen: Some(true),
+                ..Default::default()
+            },
+        ) else {
+            panic!("held")
+        };
+        assert_eq!(after.body, built.body);
+        assert_eq!(idx.mark_all_seen("7").len(), 0, "already seen");
+
+        // A record whose body is not what its event renders to keeps its own body.
+        let mut foreign = built.clone();
+        foreign.pk = Uuid::from_u128(77);
+        foreign.body = "written by someone else".into();
+        idx.restore(foreign.clone());
+        assert!(idx
+            .map
+            .get(&foreign.pk)
+            .is_some_and(|h| !h.body_derived && h.created_derived));
+        assert_eq!(idx.get(&foreign.pk).as_deref(), Some(&foreign));
+        let mut same = built.clone();
+        same.pk = Uuid::from_u128(78);
+        idx.restore(same.clone());
+        assert!(idx.map.get(&same.pk).is_some_and(|h| h.body_derived));
+        assert_eq!(idx.remove(&same.pk).as_deref(), Some(&same));
+
+        // An event without `created`: the notification's comes from the fallback and is kept.
+        let undated = event(json!({
+            "pk": "0b5f4a4e-2b0c-4a8e-9d55-3f1f6f0f9a02", "action": "login_failed",
+            "app": "authentik.events.signals", "user": {"pk": 7}, "context": {}
+        }));
+        let fallback = DateTime::parse_from_rfc3339("2024-05-06T07:08:09Z")
+            .expect("valid")
+            .with_timezone(&Utc);
+        let r = render(&undated, fallback);
+        let built = build(&rule, &undated, &r).pop().expect("one notification");
+        assert!(idx.insert_built(built.clone(), &undated).is_some());
+        assert!(idx.map.get(&built.pk).is_some_and(|h| !h.created_derived));
+        assert_eq!(
+            idx.get(&built.pk).map(|n| n.created.clone()),
+            Some(format_ts(&fallback))
+        );
     }
 
     #[test]

@@ -87,7 +87,16 @@ pub fn write_str(out: &mut String, s: &str) {
         '\''
     };
     out.push(quote);
-    for ch in s.chars() {
+    // Printable ASCII other than the quote and backslash is copied in runs; everything else
+    // goes through the character rules below.
+    let mut run = 0;
+    for (i, ch) in s.char_indices() {
+        let c = ch as u32;
+        if (0x20..0x7f).contains(&c) && ch != quote && ch != '\\' {
+            continue;
+        }
+        out.push_str(&s[run..i]);
+        run = i + ch.len_utf8();
         match ch {
             c if c == quote || c == '\\' => {
                 out.push('\\');
@@ -99,7 +108,6 @@ pub fn write_str(out: &mut String, s: &str) {
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
-            c if (c as u32) < 0x7f => out.push(c),
             c if is_printable(c) => out.push(c),
             c if (c as u32) <= 0xff => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
@@ -112,6 +120,7 @@ pub fn write_str(out: &mut String, s: &str) {
             }
         }
     }
+    out.push_str(&s[run..]);
     out.push(quote);
 }
 
@@ -180,6 +189,135 @@ pub fn write_float(out: &mut String, f: f64) {
     }
 }
 
+/// Appends `repr(json.loads(json))` to `out` straight from the JSON text, without building a
+/// `Value` (the event path renders a body this way: one pass, no allocation per key or
+/// string). Returns false, with `out` left as it was, when the text is not valid JSON or an
+/// object repeats a key: Python keeps the first position and the last value of a repeated
+/// key, which only a decoded map can reproduce, so the caller then uses [`write_repr`].
+pub fn write_repr_json(out: &mut String, json: &str) -> bool {
+    let start = out.len();
+    let mut de = serde_json::Deserializer::from_str(json);
+    let ok = serde::de::DeserializeSeed::deserialize(Transcode { out: &mut *out }, &mut de)
+        .and_then(|()| de.end())
+        .is_ok();
+    if !ok {
+        out.truncate(start);
+    }
+    ok
+}
+
+/// Writes the repr of whatever it is given while serde_json parses it.
+struct Transcode<'o> {
+    out: &'o mut String,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Transcode<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Transcode<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.out.push_str("None");
+        Ok(())
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.out.push_str(if v { "True" } else { "False" });
+        Ok(())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        let _ = write!(self.out, "{v}");
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        let _ = write!(self.out, "{v}");
+        Ok(())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        write_float(self.out, v);
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        write_str(self.out, v);
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.out.push('[');
+        let mut first = true;
+        loop {
+            if !first {
+                // Written before knowing whether an element follows; taken back at the end.
+                self.out.push_str(", ");
+            }
+            if seq
+                .next_element_seed(Transcode {
+                    out: &mut *self.out,
+                })?
+                .is_none()
+            {
+                if !first {
+                    self.out.truncate(self.out.len() - 2);
+                }
+                break;
+            }
+            first = false;
+        }
+        self.out.push(']');
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        self.out.push('{');
+        let mut keys: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        while let Some(key) = map.next_key_seed(Key)? {
+            if keys.contains(&key) {
+                return Err(A::Error::custom("repeated key"));
+            }
+            if !keys.is_empty() {
+                self.out.push_str(", ");
+            }
+            write_str(self.out, &key);
+            self.out.push_str(": ");
+            keys.push(key);
+            map.next_value_seed(Transcode {
+                out: &mut *self.out,
+            })?;
+        }
+        self.out.push('}');
+        Ok(())
+    }
+}
+
+/// An object key, borrowed from the input unless it had escapes.
+struct Key;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +339,33 @@ mod tests {
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         assert!(CASES.len() > 40, "the case table was truncated");
+    }
+
+    #[test]
+    fn streaming_repr_matches_the_decoded_one_for_every_recorded_case() {
+        for (json_text, expected) in CASES {
+            let mut got = String::from("x");
+            assert!(write_repr_json(&mut got, json_text), "{json_text}");
+            assert_eq!(&got[1..], *expected, "{json_text}");
+        }
+    }
+
+    #[test]
+    fn streaming_repr_declines_repeated_keys_and_bad_json() {
+        for text in [
+            r#"{"a": 1, "b": 2, "a": 3}"#,
+            r#"{"a": [1, {"x": 1, "x": 2}]}"#,
+            "{",
+            "[1,]",
+            "1 2",
+        ] {
+            let mut out = String::from("kept");
+            assert!(!write_repr_json(&mut out, text), "{text}");
+            assert_eq!(out, "kept", "{text}");
+        }
+        // What the fallback prints for a repeated key: first position, last value.
+        let v: Value = serde_json::from_str(r#"{"a": 1, "b": 2, "a": 3}"#).expect("valid");
+        assert_eq!(repr(&v), "{'a': 3, 'b': 2}");
     }
 
     #[test]

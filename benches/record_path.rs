@@ -1,0 +1,190 @@
+//! The record path without Kafka (BENCHMARKS.md §2): event bytes in, notification bytes out,
+//! through `Engine::process_event`, exactly what the daemon's pipeline calls per record.
+//! 1,000 policies; 5% of events fire a rule. Also: where the time goes (parse, match, render)
+//! and allocations per event.
+
+mod common;
+
+use common::workload::{policy_set, EventGen};
+use common::Counting;
+use criterion::{BatchSize, Throughput};
+use eventmatchd::catalog::Catalog;
+use eventmatchd::engine::{Engine, RecordSource};
+use eventmatchd::events::Event;
+use eventmatchd::notify;
+use eventmatchd::policyset::PolicySet;
+use std::hint::black_box;
+use std::sync::Arc;
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const POLICIES: usize = 1_000;
+const EVENTS: usize = 8192;
+const MATCH_RATE: f64 = 0.05;
+
+fn source() -> RecordSource<'static> {
+    RecordSource {
+        topic: "authentik.events",
+        partition: 0,
+        offset: 0,
+        key: None,
+        timestamp: chrono::DateTime::UNIX_EPOCH,
+    }
+}
+
+/// A fresh engine on the shared set: its notification index is empty, so every matching
+/// event renders, is held and is produced, as on first delivery.
+fn engine(set: &Arc<PolicySet>) -> Engine {
+    let e = Engine::new(Catalog::default(), 10_000_000);
+    e.replace_policy_set(set.clone());
+    e
+}
+
+/// Bytes out of one pass: every record value the engine returned.
+fn full_pass(engine: &Engine, events: &[Vec<u8>]) -> usize {
+    let src = source();
+    let mut bytes = 0;
+    for e in events {
+        let out = engine.process_event(black_box(e), &src);
+        bytes += out
+            .records
+            .iter()
+            .map(|r| r.value.as_ref().map_or(0, Vec::len))
+            .sum::<usize>();
+    }
+    bytes
+}
+
+fn parse_pass(events: &[Vec<u8>]) -> usize {
+    events
+        .iter()
+        .map(|e| Event::parse(black_box(e)).map_or(0, |ev| ev.action.len()))
+        .sum()
+}
+
+fn match_pass(set: &PolicySet, parsed: &[Event]) -> usize {
+    parsed
+        .iter()
+        .map(|e| set.matcher().evaluate(black_box(e)).fired.len())
+        .sum()
+}
+
+/// Render and serialize the notifications of the events that fired (the part of
+/// `process_event` after matching, without the index).
+fn render_pass(set: &PolicySet, fired: &[&Event]) -> usize {
+    let mut bytes = 0;
+    for e in fired {
+        let eval = set.matcher().evaluate(e);
+        let r = notify::render(e, chrono::DateTime::UNIX_EPOCH);
+        for rule in &eval.fired {
+            for n in notify::build(rule, e, &r) {
+                bytes += black_box(n.to_bytes()).len();
+            }
+        }
+    }
+    bytes
+}
+
+fn main() {
+    let set = Arc::new(policy_set(POLICIES));
+    let mut gen = EventGen::new(POLICIES, MATCH_RATE, 7);
+    let events: Vec<Vec<u8>> = (0..EVENTS).map(|_| gen.bytes()).collect();
+    let parsed: Vec<Event> = events
+        .iter()
+        .map(|b| Event::parse(b).expect("valid workload event"))
+        .collect();
+    let fired: Vec<&Event> = parsed
+        .iter()
+        .filter(|e| !set.matcher().evaluate(e).fired.is_empty())
+        .collect();
+    let mean_size = events.iter().map(Vec::len).sum::<usize>() as f64 / EVENTS as f64;
+    let rate = fired.len() as f64 / EVENTS as f64;
+    assert!((0.03..0.07).contains(&rate), "match rate {rate}");
+
+    let mut c = common::criterion();
+    {
+        let mut g = c.benchmark_group("record_path");
+        g.throughput(Throughput::Elements(EVENTS as u64));
+        g.bench_function("bytes_to_notification_bytes", |b| {
+            b.iter_batched(
+                || engine(&set),
+                |engine| {
+                    black_box(full_pass(&engine, &events));
+                    engine // dropped outside the timed part
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        g.bench_function("parse", |b| b.iter(|| parse_pass(&events)));
+        g.bench_function("match", |b| b.iter(|| match_pass(&set, &parsed)));
+        g.finish();
+        let mut g = c.benchmark_group("record_path_render");
+        g.throughput(Throughput::Elements(fired.len() as u64));
+        g.bench_function("render_fired_events", |b| {
+            b.iter(|| render_pass(&set, &fired))
+        });
+        g.finish();
+    }
+
+    if common::profiling() {
+        return;
+    }
+    println!(
+        "\nrecord path summary: {EVENTS} events of {mean_size:.0} bytes on average, \
+         {POLICIES} policies, {:.1}% fire a rule (medians of interleaved runs)",
+        rate * 100.0
+    );
+    let mut full = || {
+        let e = engine(&set);
+        black_box(full_pass(&e, &events));
+    };
+    let mut parse = || {
+        black_box(parse_pass(&events));
+    };
+    let mut matching = || {
+        black_box(match_pass(&set, &parsed));
+    };
+    let mut render = || {
+        black_box(render_pass(&set, &fired));
+    };
+    let t = common::interleaved(
+        &[EVENTS, EVENTS, EVENTS, EVENTS],
+        15,
+        &mut [&mut full, &mut parse, &mut matching, &mut render],
+    );
+    let (full_ns, parse_ns, match_ns, render_ns) = (t[0], t[1], t[2], t[3]);
+    println!(
+        "  whole path {full_ns:.0} ns/event ({:.0} k events/s): parse {parse_ns:.0} ns ({:.0}%), \
+         match {match_ns:.0} ns ({:.0}%), render+serialize {render_ns:.0} ns/event averaged over all \
+         events ({:.0}%; {:.0} ns per firing event), rest (index, records) {:.0} ns",
+        1e6 / full_ns,
+        100.0 * parse_ns / full_ns,
+        100.0 * match_ns / full_ns,
+        100.0 * render_ns / full_ns,
+        render_ns / rate,
+        full_ns - parse_ns - match_ns - render_ns,
+    );
+
+    let e = engine(&set);
+    let (_, full_allocs) = common::count_allocations(|| full_pass(&e, &events));
+    let (_, parse_allocs) = common::count_allocations(|| parse_pass(&events));
+    let (_, match_allocs) = common::count_allocations(|| match_pass(&set, &parsed));
+    let (_, render_allocs) = common::count_allocations(|| render_pass(&set, &fired));
+    let per = |n: u64, d: usize| n as f64 / d as f64;
+    println!(
+        "  allocations: {:.1} per event on the whole path; parse {:.1} per event, match {:.2} per \
+         event, render {:.1} per firing event",
+        per(full_allocs, EVENTS),
+        per(parse_allocs, EVENTS),
+        per(match_allocs, EVENTS),
+        per(render_allocs, fired.len()),
+    );
+    common::report(
+        "record path events/s on one core",
+        format!("{:.0} k", 1e6 / full_ns),
+        ">= 400 k",
+        1e6 / full_ns >= 400.0,
+    );
+    c.final_summary();
+}
