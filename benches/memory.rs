@@ -11,7 +11,7 @@ static ALLOC: common::Counting = common::Counting;
 use common::workload::{policy_set, EventGen};
 use common::{mib, rss_bytes};
 use eventmatchd::catalog::Catalog;
-use eventmatchd::engine::{Engine, RecordSource};
+use eventmatchd::engine::Engine;
 use std::sync::Arc;
 
 const POLICIES: usize = 10_000;
@@ -31,13 +31,7 @@ fn main() {
 
     // Every event fires a rule (one or two notifications each).
     let mut gen = EventGen::new(POLICIES, 1.0, 99);
-    let src = RecordSource {
-        topic: "authentik.events",
-        partition: 0,
-        offset: 0,
-        key: None,
-        timestamp: chrono::DateTime::UNIX_EPOCH,
-    };
+    let src = common::source();
     let mut event_bytes = 0usize;
     let mut events = 0usize;
     while engine.index().len() < NOTIFICATIONS {

@@ -9,7 +9,7 @@ use common::workload::{policy_set, EventGen};
 use common::Counting;
 use criterion::{BatchSize, Throughput};
 use eventmatchd::catalog::Catalog;
-use eventmatchd::engine::{Engine, RecordSource};
+use eventmatchd::engine::Engine;
 use eventmatchd::events::Event;
 use eventmatchd::notify;
 use eventmatchd::policyset::PolicySet;
@@ -23,16 +23,6 @@ const POLICIES: usize = 1_000;
 const EVENTS: usize = 8192;
 const MATCH_RATE: f64 = 0.05;
 
-fn source() -> RecordSource<'static> {
-    RecordSource {
-        topic: "authentik.events",
-        partition: 0,
-        offset: 0,
-        key: None,
-        timestamp: chrono::DateTime::UNIX_EPOCH,
-    }
-}
-
 /// A fresh engine on the shared set: its notification index is empty, so every matching
 /// event renders, is held and is produced, as on first delivery.
 fn engine(set: &Arc<PolicySet>) -> Engine {
@@ -43,7 +33,7 @@ fn engine(set: &Arc<PolicySet>) -> Engine {
 
 /// Bytes out of one pass: every record value the engine returned.
 fn full_pass(engine: &Engine, events: &[Vec<u8>]) -> usize {
-    let src = source();
+    let src = common::source();
     let mut bytes = 0;
     for e in events {
         let out = engine.process_event(black_box(e), &src);

@@ -41,7 +41,7 @@ struct Args {
     #[arg(long, default_value = "target/release/eventmatchd")]
     daemon: PathBuf,
     /// Events for the throughput runs.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 1_000_000)]
     events: usize,
     #[arg(long, default_value_t = 1_000)]
     policies: usize,
@@ -55,6 +55,10 @@ struct Args {
     /// Extra librdkafka properties for the daemon (`name=value`, repeatable), to try settings.
     #[arg(long = "daemon-property", value_name = "NAME=VALUE")]
     daemon_properties: Vec<String>,
+    /// The broker's process id, to report its CPU time per phase (scripts/bench-e2e.sh passes
+    /// it).
+    #[arg(long)]
+    broker_pid: Option<u32>,
     /// Where the daemon's config file and log go.
     #[arg(long, default_value = "target/bench-e2e")]
     work_dir: PathBuf,
@@ -165,6 +169,28 @@ async fn raw_consume(
     Ok(elapsed)
 }
 
+/// One ceiling measurement: the bare consumer's time for all events, with its CPU use and the
+/// broker's printed.
+async fn raw_phase(
+    settings: &Settings,
+    args: &Args,
+    topic: &str,
+    group: &str,
+) -> anyhow::Result<f64> {
+    let (c0, b0) = (cpu_secs(None), cpu_secs(args.broker_pid));
+    let secs = raw_consume(settings, topic, group, args.events).await?;
+    let cpu = CpuUse {
+        consumer: cpu_secs(None) - c0,
+        broker: cpu_secs(args.broker_pid) - b0,
+    };
+    println!(
+        "  raw consumer: {:.0} events/s; {}",
+        args.events as f64 / secs,
+        cpu.line(args.events)
+    );
+    Ok(secs)
+}
+
 /// One unlabelled sample from the daemon's /metrics (a plain HTTP/1.0 GET: this runs inside
 /// the async runtime, where a blocking HTTP client may not start its own).
 fn metric(port: u16, name: &str) -> Option<f64> {
@@ -196,6 +222,44 @@ fn committed_total(checker: &BaseConsumer, topic: &str, ends: &HashMap<i32, i64>
             })
             .sum(),
         Err(_) => 0,
+    }
+}
+
+/// CPU seconds (user + system) a process has used so far, from /proc (Linux; clock ticks of
+/// 1/100 s, the kernel's USER_HZ on every mainstream architecture).
+fn cpu_secs(pid: Option<u32>) -> f64 {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return f64::NAN;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU time of one phase, per event, for the consuming process and the broker.
+struct CpuUse {
+    consumer: f64,
+    broker: f64,
+}
+
+impl CpuUse {
+    fn line(&self, events: usize) -> String {
+        let us = |s: f64| s * 1e6 / events as f64;
+        format!(
+            "CPU {:.1} µs/event in the consumer, {:.1} µs/event in the broker",
+            us(self.consumer),
+            us(self.broker)
+        )
     }
 }
 
@@ -269,14 +333,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // 1. The ceiling, before.
-    let raw1 = raw_consume(
-        &settings,
-        &t.events,
-        &format!("bench-{run}-raw1"),
-        args.events,
-    )
-    .await?;
-    println!("  raw consumer: {:.0} events/s", args.events as f64 / raw1);
+    let raw1 = raw_phase(&settings, &args, &t.events, &format!("bench-{run}-raw1")).await?;
 
     // 2. The daemon.
     let log = std::fs::File::create(args.work_dir.join("eventmatchd.log"))?;
@@ -292,6 +349,8 @@ async fn main() -> anyhow::Result<()> {
         .spawn()
         .with_context(|| format!("starting {}", args.daemon.display()))?;
     let daemon = DaemonProcess(child);
+    let daemon_pid = Some(daemon.0.id());
+    let b0 = cpu_secs(args.broker_pid);
     let checker: BaseConsumer =
         kafka::group_config(&settings, &settings.kafka.group_id).create()?;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -316,21 +375,20 @@ async fn main() -> anyhow::Result<()> {
         .map(|f| (last_committed - f).as_secs_f64())
         .unwrap_or(f64::NAN);
     let emitted = metric(http_port, "eventmatchd_notifications_emitted_total");
+    // Includes the daemon's start-up (reading the control topic): a small share at 1M events.
+    let daemon_cpu = CpuUse {
+        consumer: cpu_secs(daemon_pid),
+        broker: cpu_secs(args.broker_pid) - b0,
+    };
     println!(
-        "  daemon: {:.0} events/s (first consumed to last committed, {:.2} s)",
+        "  daemon: {:.0} events/s (first consumed to last committed, {:.2} s); {}",
         total as f64 / daemon_secs,
-        daemon_secs
+        daemon_secs,
+        daemon_cpu.line(args.events)
     );
 
     // 3. The ceiling, after.
-    let raw2 = raw_consume(
-        &settings,
-        &t.events,
-        &format!("bench-{run}-raw2"),
-        args.events,
-    )
-    .await?;
-    println!("  raw consumer: {:.0} events/s", args.events as f64 / raw2);
+    let raw2 = raw_phase(&settings, &args, &t.events, &format!("bench-{run}-raw2")).await?;
     let raw_rate = args.events as f64 / ((raw1 + raw2) / 2.0);
     let daemon_rate = total as f64 / daemon_secs;
 
@@ -385,15 +443,25 @@ async fn main() -> anyhow::Result<()> {
         let mut v = gen.value();
         v["context"]["bench_sent_us"] = Value::from(now_us());
         let bytes = v.to_string();
+        let sent_at = Instant::now();
         match producer.send_result(FutureRecord::<(), _>::to(&t.events).payload(&bytes)) {
-            Ok(d) => deliveries.push(d),
+            // Awaited in a task of its own, so the acknowledgement time is when it arrives.
+            Ok(d) => deliveries.push(tokio::spawn(async move {
+                d.await.ok().and_then(|r| r.ok())?;
+                Some(sent_at.elapsed().as_secs_f64() * 1e3)
+            })),
             Err((e, _)) => bail!("produce failed: {e}"),
         }
     }
     let sent_secs = start.elapsed().as_secs_f64();
+    let mut acks = Vec::with_capacity(deliveries.len());
     for d in deliveries {
-        d.await?.map_err(|(e, _)| e)?;
+        match d.await? {
+            Some(ms) => acks.push(ms),
+            None => bail!("an event of the latency run was not acknowledged"),
+        }
     }
+    acks.sort_by(|a, b| a.total_cmp(b));
     producer.flush(Duration::from_secs(10))?;
     let mut samples = collector.await?;
     samples.sort_by(|a, b| a.total_cmp(b));
@@ -410,6 +478,12 @@ async fn main() -> anyhow::Result<()> {
         percentile(&samples, 0.99),
         percentile(&samples, 0.999),
         samples.last().copied().unwrap_or(f64::NAN),
+    );
+    println!(
+        "  of which the broker's produce acknowledgement (acks=all, linger 2 ms) for the events: \
+         p50 {:.1} ms, p99 {:.1} ms (a notification pays it again on its way out)",
+        percentile(&acks, 0.50),
+        percentile(&acks, 0.99)
     );
     if let Some(rss) = rss {
         println!("  daemon RSS at the end: {rss:.0} MiB");

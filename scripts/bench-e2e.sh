@@ -11,4 +11,5 @@ cargo build --locked --release --bin eventmatchd --example bench_e2e
 brokers=$(bash scripts/broker.sh start)
 port=${brokers##*:}
 trap 'bash scripts/broker.sh stop "$port"' EXIT
-target/release/examples/bench_e2e --brokers "$brokers" --daemon target/release/eventmatchd "$@"
+target/release/examples/bench_e2e --brokers "$brokers" --broker-pid "$(cat ".tansu/$port.pid")" \
+  --daemon target/release/eventmatchd "$@"

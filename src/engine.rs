@@ -93,8 +93,11 @@ pub struct Engine {
     /// version; only `apply_command` stores, under `writer`.
     snapshot: ArcSwap<PolicySet>,
     /// Serializes control commands: each computes the next version from the current one, so
-    /// two running at once would lose one's change. Never taken on the event path.
-    writer: Mutex<()>,
+    /// two running at once would lose one's change. Never taken on the event path. Holds the
+    /// version before the current one: a reader still evaluating against it then never holds
+    /// its last reference, so freeing a large set happens here, on the next command, and not
+    /// on the event path.
+    writer: Mutex<Option<Arc<PolicySet>>>,
     index: NotificationIndex,
 }
 
@@ -103,7 +106,7 @@ impl Engine {
         Self {
             catalog,
             snapshot: ArcSwap::from_pointee(PolicySet::empty()),
-            writer: Mutex::new(()),
+            writer: Mutex::new(None),
             index: NotificationIndex::new(max_notifications),
         }
     }
@@ -111,11 +114,11 @@ impl Engine {
     /// Publishes a prebuilt policy set as it is, instead of building it by commands
     /// (benchmarks and tools that need large sets). Serialized with commands like any change.
     pub fn replace_policy_set(&self, set: Arc<PolicySet>) {
-        let _guard = match self.writer.lock() {
+        let mut retired = match self.writer.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        self.snapshot.store(set);
+        *retired = Some(self.snapshot.swap(set));
     }
 
     pub fn snapshot(&self) -> Arc<PolicySet> {
@@ -181,7 +184,7 @@ impl Engine {
 
     /// Applies one control record and publishes the next snapshot if it changed.
     pub fn apply_command(&self, payload: &[u8], source: CommandSource) -> ControlOutcome {
-        let _guard = match self.writer.lock() {
+        let mut retired = match self.writer.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
@@ -200,7 +203,7 @@ impl Engine {
                 "{:?}",
                 next.check_invariants()
             );
-            self.snapshot.store(Arc::new(next));
+            *retired = Some(self.snapshot.swap(Arc::new(next)));
         }
         let mut records = Vec::with_capacity(1 + effects.len());
         for effect in effects {

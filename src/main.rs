@@ -66,6 +66,18 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         idle_secs: u64,
     },
+    /// Ask a running daemon's HTTP endpoint; exit 0 when it answers 200, 1 otherwise. For
+    /// container health checks (the image has no curl).
+    Probe {
+        /// healthz (alive) or readyz (caught up and consuming).
+        #[arg(default_value = "healthz", value_parser = ["healthz", "readyz"])]
+        endpoint: String,
+        /// Address to ask; defaults to http.listen (an unspecified address means this host).
+        #[arg(long)]
+        address: Option<String>,
+        #[arg(long, default_value_t = 2)]
+        timeout_secs: u64,
+    },
 }
 
 fn init_logging(settings: &Settings, json: bool) {
@@ -110,6 +122,29 @@ fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env(cli.config.as_deref())?;
     if let Some(Command::Replay { file }) = cli.command {
         return replay(&settings, file);
+    }
+    if let Some(Command::Probe {
+        endpoint,
+        address,
+        timeout_secs,
+    }) = &cli.command
+    {
+        let address = address
+            .clone()
+            .unwrap_or_else(|| settings.http.listen.clone());
+        let status =
+            eventmatchd::tools::probe(&address, endpoint, Duration::from_secs(*timeout_secs));
+        return match status {
+            Ok(200) => Ok(()),
+            Ok(code) => {
+                eprintln!("eventmatchd probe: /{endpoint} answered {code}");
+                std::process::exit(1)
+            }
+            Err(e) => {
+                eprintln!("eventmatchd probe: /{endpoint} at {address}: {e}");
+                std::process::exit(1)
+            }
+        };
     }
     init_logging(&settings, cli.log_json);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -159,7 +194,7 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await?;
             }
-            Some(Command::Replay { .. }) => {}
+            Some(Command::Replay { .. }) | Some(Command::Probe { .. }) => {}
         }
         Ok::<(), anyhow::Error>(())
     })

@@ -14,7 +14,7 @@
 //! `seen` flags) before the events are evaluated again.
 
 use crate::config::Settings;
-use crate::engine::{Engine, RecordSource};
+use crate::engine::{Engine, OutRecord, RecordSource};
 use crate::kafka::{self, Output};
 use crate::metrics::Metrics;
 use crate::readers::{Progress, Reach};
@@ -167,9 +167,15 @@ pub async fn run(
             }
         }
         let t_batch = std::time::Instant::now();
-        process_batch(&deps, &batch).await;
+        let records = evaluate_batch(&deps, &batch);
+        let eval_micros = t_batch.elapsed().as_micros() as u64;
+        if !records.is_empty() {
+            deps.output.deliver(&records, None).await;
+        }
         tracing::trace!(
             size = batch.len(),
+            outputs = records.len(),
+            eval_micros,
             micros = t_batch.elapsed().as_micros() as u64,
             "batch evaluated and its outputs acknowledged"
         );
@@ -201,7 +207,8 @@ pub async fn run(
     consumer.unsubscribe();
 }
 
-async fn process_batch(deps: &PipelineDeps, batch: &[BorrowedMessage<'_>]) {
+/// Evaluates a batch; returns the records to produce.
+fn evaluate_batch(deps: &PipelineDeps, batch: &[BorrowedMessage<'_>]) -> Vec<OutRecord> {
     let mut records = Vec::new();
     let fallback = Utc::now();
     for m in batch {
@@ -246,10 +253,8 @@ async fn process_batch(deps: &PipelineDeps, batch: &[BorrowedMessage<'_>]) {
     }
     deps.metrics.events_consumed.inc_by(batch.len() as u64);
     deps.metrics.batch_size.observe(batch.len() as f64);
-    if !records.is_empty() {
-        deps.output.deliver(&records, None).await;
-    }
     deps.metrics
         .notifications_held
         .set(deps.engine.index().len() as i64);
+    records
 }

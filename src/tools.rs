@@ -123,3 +123,34 @@ pub async fn tail(
     }
     Ok(printed)
 }
+
+/// `GET /{endpoint}` on the daemon's HTTP listener; returns the status code. An unspecified
+/// listen address (`0.0.0.0`, `[::]`) is asked on loopback. Plain HTTP/1.0 over a socket:
+/// this runs as a container health check and needs no HTTP client.
+pub fn probe(listen: &str, endpoint: &str, timeout: Duration) -> Result<u16, std::io::Error> {
+    use std::io::{Error, ErrorKind, Read, Write};
+    use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+    let mut addr: SocketAddr = listen
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "no address"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let mut conn = TcpStream::connect_timeout(&addr, timeout)?;
+    conn.set_read_timeout(Some(timeout))?;
+    conn.set_write_timeout(Some(timeout))?;
+    write!(conn, "GET /{endpoint} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut head = [0u8; 64];
+    let n = conn.read(&mut head)?;
+    // "HTTP/1.x NNN ..."
+    std::str::from_utf8(&head[..n])
+        .ok()
+        .and_then(|h| h.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| Error::new(ErrorKind::InvalidData, "not an HTTP response"))
+}

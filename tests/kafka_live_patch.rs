@@ -16,7 +16,7 @@ const R: &str = "b0000000-0000-4000-8000-000000000001";
 const G: &str = "9d4b2c1a-0000-4000-8000-00000000beef";
 
 fn ev(n: u64) -> serde_json::Value {
-    json!({"pk": format!("e0000000-0000-4000-8000-{n:012}"), "action": if n % 2 == 0 { "login" } else { "logout" },
+    json!({"pk": format!("e0000000-0000-4000-8000-{n:012}"), "action": if n.is_multiple_of(2) { "login" } else { "logout" },
            "app": "authentik.core", "user": {"pk": 1}, "context": {"n": n}, "created": "2024-01-01T00:00:00Z"})
 }
 

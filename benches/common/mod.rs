@@ -4,6 +4,8 @@
 
 pub mod workload;
 
+use eventmatchd::engine::RecordSource;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -111,4 +113,15 @@ pub fn criterion() -> criterion::Criterion {
 /// benches then skip their summaries so the profile shows only the code measured.
 pub fn profiling() -> bool {
     std::env::args().any(|a| a == "--profile-time")
+}
+
+/// Where the benches' event records "come from" (only dead letters would show it).
+pub fn source() -> RecordSource<'static> {
+    RecordSource {
+        topic: "authentik.events",
+        partition: 0,
+        offset: 0,
+        key: None,
+        timestamp: chrono::DateTime::UNIX_EPOCH,
+    }
 }

@@ -258,7 +258,7 @@ pub fn two_instances_owner_stopped(env: &TestEnv, stop: Stop) {
             p.flush();
         })
     };
-    let patch = |i: usize| json!({"id": format!("patch-{i}"), "method": "PATCH", "path": format!("/events/rules/{SPARE}/"), "body": {"severity": if i % 2 == 0 { "alert" } else { "warning" }}});
+    let patch = |i: usize| json!({"id": format!("patch-{i}"), "method": "PATCH", "path": format!("/events/rules/{SPARE}/"), "body": {"severity": if i.is_multiple_of(2) { "alert" } else { "warning" }}});
     for i in 0..PATCHES / 2 {
         producer.send_json(&env.control, &patch(i));
         producer.flush();

@@ -50,10 +50,14 @@ pub fn event(n: u64) -> Value {
     ];
     let action = actions[(n % actions.len() as u64) as usize];
     let user = 1 + n % 50;
-    let ip = if n % 3 == 0 { "10.0.0.1" } else { "192.0.2.7" };
+    let ip = if n.is_multiple_of(3) {
+        "10.0.0.1"
+    } else {
+        "192.0.2.7"
+    };
     let mut ctx = json!({"username": format!("user{user}"), "n": n});
     if action == "model_updated" {
-        let model = if n % 2 == 0 { "user" } else { "group" };
+        let model = if n.is_multiple_of(2) { "user" } else { "group" };
         ctx = json!({"model": {"app": "authentik_core", "model_name": model, "pk": user, "name": format!("user{user}")}});
     }
     json!({
