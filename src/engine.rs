@@ -167,7 +167,7 @@ impl Engine {
                 for n in notify::build(rule, event, &rendering) {
                     let bytes = n.to_bytes();
                     let pk = n.pk;
-                    if let Some(held) = self.index.insert_built(n, event) {
+                    if let Some(held) = self.index.insert_built(n, event, &bytes) {
                         out.notifications.push(held);
                         out.records.push(OutRecord {
                             topic: OutTopic::Notifications,
@@ -255,6 +255,15 @@ impl Engine {
                     }
                     None => false,
                 }
+            }
+            // This instance's own output read back: already held as it is, nothing to parse.
+            Some(bytes)
+                if key
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .and_then(|k| Uuid::parse_str(k).ok())
+                    .is_some_and(|pk| self.index.holds_record(&pk, bytes)) =>
+            {
+                true
             }
             Some(bytes) => match serde_json::from_slice::<Notification>(bytes) {
                 Ok(n) => {

@@ -235,6 +235,9 @@ struct Held {
     body_derived: bool,
     created_derived: bool,
     expires: Option<DateTime<Utc>>,
+    /// Keyed hash of the record bytes this instance produced for this state (0: none), so
+    /// reading its own record back from the topic is recognised without parsing it.
+    produced: u64,
 }
 
 impl Held {
@@ -261,6 +264,7 @@ impl Held {
             body_derived,
             created_derived,
             expires,
+            produced: 0,
         }
     }
 
@@ -313,6 +317,9 @@ pub struct NotificationIndex {
     /// taken only when a notification is created (a small share of events), never per event.
     order: Mutex<VecDeque<Uuid>>,
     max_entries: usize,
+    /// Keys the hashes of produced records: random per process, so nobody can craft a record
+    /// that passes for one this instance produced.
+    hasher: std::hash::RandomState,
 }
 
 /// How a patch of a held notification went.
@@ -336,6 +343,7 @@ impl NotificationIndex {
             map: DashMap::new(),
             order: Mutex::new(VecDeque::new()),
             max_entries: max_entries.max(1),
+            hasher: std::hash::RandomState::new(),
         }
     }
 
@@ -363,9 +371,32 @@ impl NotificationIndex {
     /// [`insert_new`](Self::insert_new) on the event path: `n` comes from [`build`] for
     /// `event`, so its body is the event's rendering, and so is `created` when the event has
     /// one. Returns the notification when it was inserted.
-    pub fn insert_built(&self, n: Notification, event: &Event) -> Option<Arc<Notification>> {
+    /// `record` is the value produced for it: when this instance reads it back from the topic,
+    /// [`holds_record`](Self::holds_record) recognises it.
+    pub fn insert_built(
+        &self,
+        n: Notification,
+        event: &Event,
+        record: &[u8],
+    ) -> Option<Arc<Notification>> {
         let expires = event.expires.as_ref().map(|(_, t)| *t);
-        self.insert(n, (true, event.created.is_some()), expires)
+        let mut held = Held::new(&n, (true, event.created.is_some()), expires);
+        held.produced = self.record_hash(record);
+        self.insert_held(n, held)
+    }
+
+    fn record_hash(&self, record: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        // Never 0, which means "none".
+        self.hasher.hash_one(record) | 1
+    }
+
+    /// Whether `record` is exactly what this instance produced for the notification's current
+    /// state (its own output read back): then there is nothing to restore.
+    pub fn holds_record(&self, pk: &Uuid, record: &[u8]) -> bool {
+        self.map
+            .get(pk)
+            .is_some_and(|h| h.produced != 0 && h.produced == self.record_hash(record))
     }
 
     fn insert(
@@ -374,12 +405,17 @@ impl NotificationIndex {
         derived: (bool, bool),
         expires: Option<DateTime<Utc>>,
     ) -> Option<Arc<Notification>> {
+        let held = Held::new(&n, derived, expires);
+        self.insert_held(n, held)
+    }
+
+    fn insert_held(&self, n: Notification, held: Held) -> Option<Arc<Notification>> {
         use dashmap::mapref::entry::Entry;
         let pk = n.pk;
         match self.map.entry(pk) {
             Entry::Occupied(_) => return None,
             Entry::Vacant(v) => {
-                v.insert(Arc::new(Held::new(&n, derived, expires)));
+                v.insert(Arc::new(held));
             }
         }
         self.note_inserted(pk);
@@ -660,7 +696,11 @@ mod tests {
         let r = render(&e, Utc::now());
         let built = build(&rule, &e, &r).pop().expect("one notification");
         let pk = built.pk;
-        assert!(idx.insert_built(built.clone(), &e).is_some());
+        assert!(idx
+            .insert_built(built.clone(), &e, &built.to_bytes())
+            .is_some());
+        assert!(idx.holds_record(&pk, &built.to_bytes()));
+        assert!(!idx.holds_record(&pk, b"{}"));
         // Stored without its body and created, read back with them.
         assert!(idx
             .map
@@ -705,7 +745,7 @@ mod tests {
             .with_timezone(&Utc);
         let r = render(&undated, fallback);
         let built = build(&rule, &undated, &r).pop().expect("one notification");
-        assert!(idx.insert_built(built.clone(), &undated).is_some());
+        assert!(idx.insert_built(built.clone(), &undated, b"{}").is_some());
         assert!(idx.map.get(&built.pk).is_some_and(|h| !h.created_derived));
         assert_eq!(
             idx.get(&built.pk).map(|n| n.created.clone()),
