@@ -230,6 +230,17 @@ fn compose_services_reference_files_that_exist_and_a_valid_daemon_config() {
         "KRaft, one node"
     );
     assert_eq!(s(&kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"]), "false");
+    assert!(
+        !s(&kafka_env["CLUSTER_ID"]).is_empty(),
+        "KRaft needs a cluster id"
+    );
+    let data = s(&kafka_env["KAFKA_LOG_DIRS"]);
+    assert!(
+        services["kafka"]["volumes"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|m| s(m).ends_with(&format!(":{data}")))),
+        "the broker's log dir {data} is on a volume"
+    );
     assert_eq!(
         s(&services["eventmatchd"]["depends_on"]["topics"]["condition"]),
         "service_completed_successfully"
