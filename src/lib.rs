@@ -27,7 +27,11 @@
 //! * [`effects`]: control side effects, emitted once by the control partition's owner.
 //! * [`kafka`]: client settings, the retrying output producer, topic creation.
 //! * [`metrics`], [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
-//! * [`tools`]: helper subcommands (create topics, send, tail).
+//! * [`tools`]: helper subcommands (send, tail, probe).
+//!
+//! Outside `src/`: `benches/` (criterion benches and their workload, BENCHMARKS.md),
+//! `examples/bench_e2e.rs` (the end-to-end bench), `deploy/` (topics, Prometheus, Grafana,
+//! Kubernetes; checked by `tests/deploy.rs`).
 
 pub mod catalog;
 pub mod config;
