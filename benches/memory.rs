@@ -21,13 +21,13 @@ fn main() {
     if common::profiling() {
         return;
     }
-    let Some(base) = rss_bytes() else {
+    let Some(base) = rss_bytes(None) else {
         println!("memory: /proc/self/status is not readable here (not Linux?); skipped");
         return;
     };
-    let engine = Engine::new(Catalog::default(), 2_000_000);
-    engine.replace_policy_set(Arc::new(policy_set(POLICIES)));
-    let with_policies = rss_bytes().unwrap_or(base);
+    let set = Arc::new(policy_set(POLICIES));
+    let engine = common::engine(set.clone());
+    let with_policies = rss_bytes(None).unwrap_or(base);
 
     // Every event fires a rule (one or two notifications each).
     let mut gen = EventGen::new(POLICIES, 1.0, 99);
@@ -41,7 +41,7 @@ fn main() {
         engine.process_event(&e, &src);
     }
     let held = engine.index().len();
-    let full = rss_bytes().unwrap_or(base);
+    let full = rss_bytes(None).unwrap_or(base);
     let policies_mib = mib(with_policies - base);
     let total_mib = mib(full - base);
     let per_notification = (full - with_policies) as f64 / held as f64;
@@ -57,8 +57,7 @@ fn main() {
     // Catch-up cost of the index at start (records read back from the notification topic into
     // an empty index) and of reading back records the index already holds (an instance sees
     // its own output on the topic): not a target, but what a restart costs.
-    let producer = Engine::new(Catalog::default(), 2_000_000);
-    producer.replace_policy_set(Arc::new(policy_set(POLICIES)));
+    let producer = common::engine(set);
     let mut gen = EventGen::new(POLICIES, 1.0, 7);
     let mut records: Vec<(String, Vec<u8>)> = Vec::new();
     while records.len() < 100_000 {

@@ -8,11 +8,11 @@ mod common;
 use common::workload::{policy_set, EventGen};
 use common::Counting;
 use criterion::{BatchSize, Throughput};
-use eventmatchd::catalog::Catalog;
 use eventmatchd::engine::Engine;
 use eventmatchd::events::Event;
 use eventmatchd::notify;
 use eventmatchd::policyset::PolicySet;
+use eventmatchd::rules::NotificationRule;
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -22,14 +22,6 @@ static ALLOC: Counting = Counting;
 const POLICIES: usize = 1_000;
 const EVENTS: usize = 8192;
 const MATCH_RATE: f64 = 0.05;
-
-/// A fresh engine on the shared set: its notification index is empty, so every matching
-/// event renders, is held and is produced, as on first delivery.
-fn engine(set: &Arc<PolicySet>) -> Engine {
-    let e = Engine::new(Catalog::default(), 10_000_000);
-    e.replace_policy_set(set.clone());
-    e
-}
 
 /// Bytes out of one pass: every record value the engine returned.
 fn full_pass(engine: &Engine, events: &[Vec<u8>]) -> usize {
@@ -60,14 +52,13 @@ fn match_pass(set: &PolicySet, parsed: &[Event]) -> usize {
         .sum()
 }
 
-/// Render and serialize the notifications of the events that fired (the part of
-/// `process_event` after matching, without the index).
-fn render_pass(set: &PolicySet, fired: &[&Event]) -> usize {
+/// Render and serialize the notifications of the events that fired, with the rules they
+/// fired (the part of `process_event` after matching, without the index).
+fn render_pass(fired: &[(&Event, Vec<Arc<NotificationRule>>)]) -> usize {
     let mut bytes = 0;
-    for e in fired {
-        let eval = set.matcher().evaluate(e);
+    for (e, rules) in fired {
         let r = notify::render(e, chrono::DateTime::UNIX_EPOCH);
-        for rule in &eval.fired {
+        for rule in rules {
             for n in notify::build(rule, e, &r) {
                 bytes += black_box(n.to_bytes()).len();
             }
@@ -84,9 +75,10 @@ fn main() {
         .iter()
         .map(|b| Event::parse(b).expect("valid workload event"))
         .collect();
-    let fired: Vec<&Event> = parsed
+    let fired: Vec<(&Event, Vec<Arc<NotificationRule>>)> = parsed
         .iter()
-        .filter(|e| !set.matcher().evaluate(e).fired.is_empty())
+        .map(|e| (e, set.matcher().evaluate(e).fired))
+        .filter(|(_, rules)| !rules.is_empty())
         .collect();
     let mean_size = events.iter().map(Vec::len).sum::<usize>() as f64 / EVENTS as f64;
     let rate = fired.len() as f64 / EVENTS as f64;
@@ -98,7 +90,7 @@ fn main() {
         g.throughput(Throughput::Elements(EVENTS as u64));
         g.bench_function("bytes_to_notification_bytes", |b| {
             b.iter_batched(
-                || engine(&set),
+                || common::engine(set.clone()),
                 |engine| {
                     black_box(full_pass(&engine, &events));
                     engine // dropped outside the timed part
@@ -111,9 +103,7 @@ fn main() {
         g.finish();
         let mut g = c.benchmark_group("record_path_render");
         g.throughput(Throughput::Elements(fired.len() as u64));
-        g.bench_function("render_fired_events", |b| {
-            b.iter(|| render_pass(&set, &fired))
-        });
+        g.bench_function("render_fired_events", |b| b.iter(|| render_pass(&fired)));
         g.finish();
     }
 
@@ -126,7 +116,7 @@ fn main() {
         rate * 100.0
     );
     let mut full = || {
-        let e = engine(&set);
+        let e = common::engine(set.clone());
         black_box(full_pass(&e, &events));
     };
     let mut parse = || {
@@ -136,7 +126,7 @@ fn main() {
         black_box(match_pass(&set, &parsed));
     };
     let mut render = || {
-        black_box(render_pass(&set, &fired));
+        black_box(render_pass(&fired));
     };
     let t = common::interleaved(
         &[EVENTS, EVENTS, EVENTS, EVENTS],
@@ -156,11 +146,11 @@ fn main() {
         full_ns - parse_ns - match_ns - render_ns,
     );
 
-    let e = engine(&set);
+    let e = common::engine(set.clone());
     let (_, full_allocs) = common::count_allocations(|| full_pass(&e, &events));
     let (_, parse_allocs) = common::count_allocations(|| parse_pass(&events));
     let (_, match_allocs) = common::count_allocations(|| match_pass(&set, &parsed));
-    let (_, render_allocs) = common::count_allocations(|| render_pass(&set, &fired));
+    let (_, render_allocs) = common::count_allocations(|| render_pass(&fired));
     let per = |n: u64, d: usize| n as f64 / d as f64;
     println!(
         "  allocations: {:.1} per event on the whole path; parse {:.1} per event, match {:.2} per \

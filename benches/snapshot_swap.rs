@@ -10,7 +10,6 @@ static ALLOC: common::Counting = common::Counting;
 
 use common::workload::{policy_set, EventGen};
 use criterion::Throughput;
-use eventmatchd::catalog::Catalog;
 use eventmatchd::control::CommandSource;
 use eventmatchd::engine::Engine;
 use serde_json::json;
@@ -48,8 +47,7 @@ fn reader_rate(engine: &Engine, events: &[Vec<u8>], window: Duration) -> f64 {
 }
 
 fn main() {
-    let engine = Arc::new(Engine::new(Catalog::default(), 10_000_000));
-    engine.replace_policy_set(Arc::new(policy_set(POLICIES)));
+    let engine = Arc::new(common::engine(Arc::new(policy_set(POLICIES))));
     // Quiet events (nothing fires), so the reader measures evaluation against the snapshot,
     // not the growth of the notification index.
     let mut gen = EventGen::new(POLICIES, 0.0, 11);

@@ -15,8 +15,10 @@
 //! The workload is the benches' (benches/common/workload.rs): 1,000 policies, ~700-byte
 //! events, 5% firing a rule.
 
-#[path = "../benches/common/workload.rs"]
-mod workload;
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::workload;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -191,16 +193,14 @@ async fn raw_phase(
     Ok(secs)
 }
 
-/// One unlabelled sample from the daemon's /metrics (a plain HTTP/1.0 GET: this runs inside
-/// the async runtime, where a blocking HTTP client may not start its own).
+/// One unlabelled sample from the daemon's /metrics.
 fn metric(port: u16, name: &str) -> Option<f64> {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .ok()?;
-    let mut body = String::new();
-    conn.read_to_string(&mut body).ok()?;
+    let (_, body) = eventmatchd::tools::http_get(
+        &format!("127.0.0.1:{port}"),
+        "metrics",
+        Duration::from_secs(2),
+    )
+    .ok()?;
     body.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
@@ -261,18 +261,6 @@ impl CpuUse {
             us(self.broker)
         )
     }
-}
-
-fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
 }
 
 struct DaemonProcess(Child);
@@ -465,7 +453,7 @@ async fn main() -> anyhow::Result<()> {
     producer.flush(Duration::from_secs(10))?;
     let mut samples = collector.await?;
     samples.sort_by(|a, b| a.total_cmp(b));
-    let rss = rss_mib(daemon.0.id());
+    let rss = common::rss_bytes(Some(daemon.0.id())).map(common::mib);
     drop(daemon);
 
     println!(

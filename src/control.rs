@@ -354,14 +354,6 @@ struct Ctx<'a> {
     next: Option<PolicySet>,
 }
 
-/// The object a detail route names (`None` for a list route), or the 404 response.
-fn lookup<T>(route: Route, objects: &BTreeMap<Uuid, Arc<T>>) -> Result<Option<Arc<T>>, Response> {
-    match route.id() {
-        Some(pk) => objects.get(&pk).cloned().map(Some).ok_or_else(not_found),
-        None => Ok(None),
-    }
-}
-
 fn saved(existed: bool, body: Value) -> Response {
     Response {
         status: if existed { 200 } else { 201 },
@@ -370,15 +362,33 @@ fn saved(existed: bool, body: Value) -> Response {
 }
 
 impl Ctx<'_> {
-    /// A DELETE: the change (with its cascade) as a new version, and a 204.
-    fn delete(&mut self, remove: impl FnOnce(&mut PolicySetBuilder)) -> Response {
-        let mut b = self.current.builder();
-        remove(&mut b);
-        self.commit(b);
-        Response {
-            status: 204,
-            body: Value::Null,
+    /// The object a detail route names (`None` for a list route). Ends the command early with
+    /// a 404 for an unknown object, and for a DELETE of a known one with the deletion itself
+    /// (its cascade included) as the next version and a 204.
+    fn existing<T>(
+        &mut self,
+        route: Route,
+        m: Method,
+        objects: fn(&PolicySet) -> &BTreeMap<Uuid, Arc<T>>,
+        remove: fn(&mut PolicySetBuilder, &Uuid) -> bool,
+    ) -> Result<Option<Arc<T>>, Response> {
+        let Some(pk) = route.id() else {
+            return Ok(None);
+        };
+        let found = objects(self.current)
+            .get(&pk)
+            .cloned()
+            .ok_or_else(not_found)?;
+        if m == Method::Delete {
+            let mut b = self.current.builder();
+            remove(&mut b, &pk);
+            self.commit(b);
+            return Err(Response {
+                status: 204,
+                body: Value::Null,
+            });
         }
+        Ok(Some(found))
     }
 
     /// Builds and keeps the next version.
@@ -413,15 +423,15 @@ impl Ctx<'_> {
         body: &Map<String, Value>,
         source: CommandSource,
     ) -> Response {
-        let existing = match lookup(route, self.current.policies()) {
+        let existing = match self.existing(
+            route,
+            m,
+            PolicySet::policies,
+            PolicySetBuilder::remove_policy,
+        ) {
             Ok(e) => e,
-            Err(resp) => return resp,
+            Err(done) => return done,
         };
-        if let (Method::Delete, Some(p)) = (m, &existing) {
-            return self.delete(|b| {
-                b.remove_policy(&p.pk);
-            });
-        }
         let mut r = Reader::new(body);
         let full = m != Method::Patch;
         let name = r.string("name", false, false);
@@ -476,15 +486,11 @@ impl Ctx<'_> {
         body: &Map<String, Value>,
         source: CommandSource,
     ) -> Response {
-        let existing = match lookup(route, self.current.rules()) {
-            Ok(e) => e,
-            Err(resp) => return resp,
-        };
-        if let (Method::Delete, Some(rule)) = (m, &existing) {
-            return self.delete(|b| {
-                b.remove_rule(&rule.pk);
-            });
-        }
+        let existing =
+            match self.existing(route, m, PolicySet::rules, PolicySetBuilder::remove_rule) {
+                Ok(e) => e,
+                Err(done) => return done,
+            };
         let mut r = Reader::new(body);
         let full = m != Method::Patch;
         let name = r.string("name", false, false);
@@ -545,15 +551,15 @@ impl Ctx<'_> {
         body: &Map<String, Value>,
         source: CommandSource,
     ) -> Response {
-        let existing = match lookup(route, self.current.bindings()) {
+        let existing = match self.existing(
+            route,
+            m,
+            PolicySet::bindings,
+            PolicySetBuilder::remove_binding,
+        ) {
             Ok(e) => e,
-            Err(resp) => return resp,
+            Err(done) => return done,
         };
-        if let (Method::Delete, Some(binding)) = (m, &existing) {
-            return self.delete(|b| {
-                b.remove_binding(&binding.pk);
-            });
-        }
         let mut r = Reader::new(body);
         let full = m != Method::Patch;
         let policy = r.uuid("policy", false);

@@ -243,29 +243,18 @@ impl Engine {
     /// Takes a record read back from the notification topic at start into the index.
     /// Returns false for a record that is not a notification (it is skipped).
     pub fn restore_notification(&self, key: Option<&[u8]>, payload: Option<&[u8]>) -> bool {
-        match payload {
-            None => {
-                let pk = key
-                    .and_then(|k| std::str::from_utf8(k).ok())
-                    .and_then(|k| Uuid::parse_str(k).ok());
-                match pk {
-                    Some(pk) => {
-                        self.index.remove(&pk);
-                        true
-                    }
-                    None => false,
-                }
-            }
-            // This instance's own output read back: already held as it is, nothing to parse.
-            Some(bytes)
-                if key
-                    .and_then(|k| std::str::from_utf8(k).ok())
-                    .and_then(|k| Uuid::parse_str(k).ok())
-                    .is_some_and(|pk| self.index.holds_record(&pk, bytes)) =>
-            {
+        let pk = key
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .and_then(|k| Uuid::parse_str(k).ok());
+        match (pk, payload) {
+            (Some(pk), None) => {
+                self.index.remove(&pk);
                 true
             }
-            Some(bytes) => match serde_json::from_slice::<Notification>(bytes) {
+            (None, None) => false,
+            // This instance's own output read back: already held as it is, nothing to parse.
+            (Some(pk), Some(bytes)) if self.index.holds_record(&pk, bytes) => true,
+            (_, Some(bytes)) => match serde_json::from_slice::<Notification>(bytes) {
                 Ok(n) => {
                     self.index.restore(n);
                     true

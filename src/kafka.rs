@@ -102,8 +102,9 @@ pub fn group_config(settings: &Settings, group_id: &str) -> ClientConfig {
         // The longest a fetch may wait for data. librdkafka's 500 ms default costs nothing on
         // Apache Kafka while records flow (a fetch returns once `fetch.min.bytes` is there),
         // but brokers that hold every fetch to its deadline (tansu) put it into each event's
-        // latency (measured on tansu: p99 58 ms at 20, 30 ms at 5; BENCHMARKS.md). 10 ms bounds
-        // that for ~100 empty fetches a second per broker when idle.
+        // latency (measured on tansu, p99 at 5,000 events/s: 58 ms at 20, 42-45 ms at 10,
+        // 49-54 ms at 5; BENCHMARKS.md §4). 10 ms costs ~100 empty fetches a second per broker
+        // when idle.
         .set("fetch.wait.max.ms", "10")
         .set("statistics.interval.ms", "5000");
     for (k, v) in settings.kafka.librdkafka_properties() {

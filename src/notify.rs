@@ -182,19 +182,30 @@ fn body_and_links(event: &Event) -> (String, Option<String>, Option<String>) {
 /// What a notification's embedded event renders to: its body, and its `created` when the
 /// event has one (`None` if the event does not parse).
 fn derived(event: &RawValue) -> Option<(String, Option<String>)> {
-    let e = Event::parse(event.get().as_bytes()).ok()?;
-    let created = e.created.as_ref().map(|(_, t)| format_ts(t));
-    Some((body_and_links(&e).0, created))
+    Event::parse(event.get().as_bytes())
+        .ok()
+        .map(|e| rendered_text(&e))
 }
 
-/// Which of a notification's fields are what its event renders to.
-fn derivable(n: &Notification) -> (bool, bool) {
-    match derived(&n.event) {
-        Some((body, created)) => (
-            body == n.body,
-            created.as_deref() == Some(n.created.as_str()),
-        ),
-        None => (false, false),
+/// The body of an event's notifications, and their `created` when the event has one.
+fn rendered_text(e: &Event) -> (String, Option<String>) {
+    let created = e.created.as_ref().map(|(_, t)| format_ts(t));
+    (body_and_links(e).0, created)
+}
+
+/// For a notification read from outside (the topic, a test): which of its fields are what its
+/// event renders to (body, created), and when the event expires. One parse of the event.
+fn examine(n: &Notification) -> ((bool, bool), Option<DateTime<Utc>>) {
+    match Event::parse(n.event.get().as_bytes()) {
+        Ok(e) => {
+            let (body, created) = rendered_text(&e);
+            let derived = (
+                body == n.body,
+                created.as_deref() == Some(n.created.as_str()),
+            );
+            (derived, e.expires.as_ref().map(|(_, t)| *t))
+        }
+        Err(_) => ((false, false), event_expires(n)),
     }
 }
 
@@ -288,7 +299,7 @@ impl Held {
     }
 }
 
-/// Read the event's `expires` out of a notification record (held ones only keep the raw event).
+/// Read the event's `expires` out of a notification whose event is not a valid Event.
 fn event_expires(n: &Notification) -> Option<DateTime<Utc>> {
     #[derive(Deserialize)]
     struct Probe {
@@ -363,14 +374,15 @@ impl NotificationIndex {
     /// whether it was inserted (and so must be produced). This is what makes reprocessing an
     /// event idempotent: the held version, with its `seen` flag, wins.
     pub fn insert_new(&self, n: Notification) -> bool {
-        let expires = event_expires(&n);
-        let derived = derivable(&n);
-        self.insert(n, derived, expires).is_some()
+        let (derived, expires) = examine(&n);
+        let held = Held::new(&n, derived, expires);
+        self.insert_held(n, held).is_some()
     }
 
     /// [`insert_new`](Self::insert_new) on the event path: `n` comes from [`build`] for
     /// `event`, so its body is the event's rendering, and so is `created` when the event has
     /// one. Returns the notification when it was inserted.
+    ///
     /// `record` is the value produced for it: when this instance reads it back from the topic,
     /// [`holds_record`](Self::holds_record) recognises it.
     pub fn insert_built(
@@ -399,16 +411,6 @@ impl NotificationIndex {
             .is_some_and(|h| h.produced != 0 && h.produced == self.record_hash(record))
     }
 
-    fn insert(
-        &self,
-        n: Notification,
-        derived: (bool, bool),
-        expires: Option<DateTime<Utc>>,
-    ) -> Option<Arc<Notification>> {
-        let held = Held::new(&n, derived, expires);
-        self.insert_held(n, held)
-    }
-
     fn insert_held(&self, n: Notification, held: Held) -> Option<Arc<Notification>> {
         use dashmap::mapref::entry::Entry;
         let pk = n.pk;
@@ -427,8 +429,7 @@ impl NotificationIndex {
     /// not what the event renders to (a record written by another renderer).
     pub fn restore(&self, n: Notification) {
         let pk = n.pk;
-        let expires = event_expires(&n);
-        let derived = derivable(&n);
+        let (derived, expires) = examine(&n);
         let fresh = self
             .map
             .insert(pk, Arc::new(Held::new(&n, derived, expires)))

@@ -124,10 +124,20 @@ pub async fn tail(
     Ok(printed)
 }
 
-/// `GET /{endpoint}` on the daemon's HTTP listener; returns the status code. An unspecified
-/// listen address (`0.0.0.0`, `[::]`) is asked on loopback. Plain HTTP/1.0 over a socket:
-/// this runs as a container health check and needs no HTTP client.
+/// `GET /{endpoint}` on the daemon's HTTP listener; returns the status code.
 pub fn probe(listen: &str, endpoint: &str, timeout: Duration) -> Result<u16, std::io::Error> {
+    http_get(listen, endpoint, timeout).map(|(status, _)| status)
+}
+
+/// `GET /{path}` on the daemon's HTTP listener: status code and body. An unspecified listen
+/// address (`0.0.0.0`, `[::]`) is asked on loopback. Plain HTTP/1.0 over a socket: it runs as
+/// a container health check (no HTTP client in the image) and inside async code (where a
+/// blocking client may not start its own runtime).
+pub fn http_get(
+    listen: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, String), std::io::Error> {
     use std::io::{Error, ErrorKind, Read, Write};
     use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
     let mut addr: SocketAddr = listen
@@ -144,13 +154,16 @@ pub fn probe(listen: &str, endpoint: &str, timeout: Duration) -> Result<u16, std
     let mut conn = TcpStream::connect_timeout(&addr, timeout)?;
     conn.set_read_timeout(Some(timeout))?;
     conn.set_write_timeout(Some(timeout))?;
-    write!(conn, "GET /{endpoint} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut head = [0u8; 64];
-    let n = conn.read(&mut head)?;
+    write!(conn, "GET /{path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    // HTTP/1.0: the server closes the connection after the response.
+    let mut response = String::new();
+    conn.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     // "HTTP/1.x NNN ..."
-    std::str::from_utf8(&head[..n])
-        .ok()
-        .and_then(|h| h.split_whitespace().nth(1))
+    let status = head
+        .split_whitespace()
+        .nth(1)
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| Error::new(ErrorKind::InvalidData, "not an HTTP response"))
+        .ok_or_else(|| Error::new(ErrorKind::InvalidData, "not an HTTP response"))?;
+    Ok((status, body.to_string()))
 }

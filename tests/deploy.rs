@@ -658,12 +658,8 @@ fn dashboards_and_alerts_query_only_what_a_running_daemon_exports() {
     }
     // Make every labelled family appear: commands, a firing event, an invalid event.
     let producer = env.producer();
-    for c in workload::commands() {
-        producer.send_json(&env.control, &c);
-    }
-    for n in 0..40 {
-        producer.send_json(&env.events, &workload::event(n));
-    }
+    producer.send_all(&env.control, workload::commands());
+    producer.send_all(&env.events, (0..40).map(workload::event));
     producer.send(&env.events, None, b"not json");
     producer.flush();
     let families = [

@@ -16,17 +16,13 @@ fn control_and_events_in_notifications_and_results_out() {
     let env = TestEnv::new("e2e", 3);
     let producer = env.producer();
     let cmds = commands();
-    for c in &cmds {
-        producer.send_json(&env.control, c);
-    }
+    producer.send_all(&env.control, &cmds);
     producer.flush();
     let mut daemon = env.start_daemon("d1");
     daemon.wait_ready(Duration::from_secs(30));
 
     let started = Instant::now();
-    for n in 0..EVENTS {
-        producer.send_json(&env.events, &event(n));
-    }
+    producer.send_all(&env.events, (0..EVENTS).map(event));
     producer.send(&env.events, Some("bad"), b"{\"pk\": 1}");
     producer.flush();
 

@@ -12,9 +12,7 @@ use std::time::Duration;
 fn poison_records_go_to_the_dlq_and_offsets_advance() {
     let env = TestEnv::new("poison", 3);
     let producer = env.producer();
-    for c in &commands() {
-        producer.send_json(&env.control, c);
-    }
+    producer.send_all(&env.control, commands());
     let poison: Vec<&[u8]> = vec![
         b"not json",
         b"[1, 2, 3]",

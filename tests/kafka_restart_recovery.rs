@@ -15,12 +15,8 @@ fn a_restarted_daemon_recovers_policies_and_notifications() {
     let env = TestEnv::new("restart", 2);
     let producer = env.producer();
     let cmds = commands();
-    for c in &cmds {
-        producer.send_json(&env.control, c);
-    }
-    for n in 0..200 {
-        producer.send_json(&env.events, &event(n));
-    }
+    producer.send_all(&env.control, &cmds);
+    producer.send_all(&env.events, (0..200).map(event));
     producer.flush();
     let first = expected(&cmds, (0..200).map(event));
     let mut d1 = env.start_daemon("d1");
@@ -72,9 +68,7 @@ fn a_restarted_daemon_recovers_policies_and_notifications() {
     let other_pk = notes[1].key.clone().expect("key");
     producer.send_json(&env.control, &json!({"id": "link", "method": "PATCH", "path": format!("/events/notifications/{other_pk}/"), "body": {"hyperlink": "https://ak/x"}}));
     // Replayed events (new offsets) and new ones.
-    for n in 0..250 {
-        producer.send_json(&env.events, &event(n));
-    }
+    producer.send_all(&env.events, (0..250).map(event));
     producer.flush();
     let all = expected(&cmds, (0..250).map(event));
     let new_ones = all.notifications.len() - first.notifications.len();

@@ -13,9 +13,7 @@ fn seen_patch_emits_the_updated_record_once() {
     let env = TestEnv::new("seen", 2);
     let producer = env.producer();
     let cmds = commands();
-    for c in &cmds {
-        producer.send_json(&env.control, c);
-    }
+    producer.send_all(&env.control, &cmds);
     // Event 4 is a failed login of user 5: notifications to user 5 and to the group.
     producer.send_json(&env.events, &event(4));
     producer.send_json(&env.events, &event(12));

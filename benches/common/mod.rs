@@ -1,10 +1,14 @@
-//! Shared by the benches: the workload, an allocation counter, and the side-by-side timer
-//! that turns two measurements taken in one run into the ratio a target is stated in.
+//! Shared by the benches (and, by path, `examples/bench_e2e.rs`): the workload, an allocation
+//! counter, the side-by-side timer that turns two measurements taken in one run into the ratio
+//! a target is stated in, and RSS from /proc.
 #![allow(dead_code)]
 
 pub mod workload;
 
-use eventmatchd::engine::RecordSource;
+use eventmatchd::catalog::Catalog;
+use eventmatchd::engine::{Engine, RecordSource};
+use eventmatchd::policyset::PolicySet;
+use std::sync::Arc;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,9 +91,13 @@ pub fn report(name: &str, value: String, target: &str, met: bool) {
     );
 }
 
-/// Resident set size of this process, from /proc (Linux), in bytes.
-pub fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// Resident set size of a process (this one for `None`), from /proc (Linux), in bytes.
+pub fn rss_bytes(pid: Option<u32>) -> Option<u64> {
+    let path = pid.map_or_else(
+        || "/proc/self/status".to_string(),
+        |p| format!("/proc/{p}/status"),
+    );
+    let status = std::fs::read_to_string(path).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
@@ -124,4 +132,12 @@ pub fn source() -> RecordSource<'static> {
         key: None,
         timestamp: chrono::DateTime::UNIX_EPOCH,
     }
+}
+
+/// An engine with an empty notification index on a prebuilt policy set (holding up to two
+/// million notifications).
+pub fn engine(set: Arc<PolicySet>) -> Engine {
+    let e = Engine::new(Catalog::default(), 2_000_000);
+    e.replace_policy_set(set);
+    e
 }

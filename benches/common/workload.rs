@@ -1,5 +1,5 @@
 //! The benchmark workload, shared by the criterion benches and the end-to-end bench
-//! (`examples/bench_e2e.rs` includes this file by path).
+//! (`examples/bench_e2e.rs` includes `benches/common` by path).
 //!
 //! Policy sets: a fixed core of 5 broad policies an operator would write first (failed
 //! logins, suspicious requests, user deletions, password changes, impersonation), plus

@@ -348,6 +348,17 @@ impl TestProducer {
         self.send(topic, key, value.to_string().as_bytes());
     }
 
+    /// [`send_json`](Self::send_json) for each value, in order.
+    pub fn send_all<V: std::borrow::Borrow<Value>>(
+        &self,
+        topic: &str,
+        values: impl IntoIterator<Item = V>,
+    ) {
+        for v in values {
+            self.send_json(topic, v.borrow());
+        }
+    }
+
     /// Waits until everything sent is acknowledged.
     pub fn flush(&self) {
         self.producer

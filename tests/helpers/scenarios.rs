@@ -31,12 +31,8 @@ pub fn kill_9_mid_stream_then_restart(env: &TestEnv, events: u64, broker: Durabi
 
     let producer = env.producer();
     let cmds: Vec<Value> = commands().into_iter().take(7).collect();
-    for c in &cmds {
-        producer.send_json(&env.control, c);
-    }
-    for n in 0..events {
-        producer.send_json(&env.events, &event(n));
-    }
+    producer.send_all(&env.control, &cmds);
+    producer.send_all(&env.events, (0..events).map(event));
     producer.flush();
     let want = expected(&cmds, (0..events).map(event));
 
@@ -235,9 +231,7 @@ pub fn two_instances_owner_stopped(env: &TestEnv, stop: Stop) {
     // A rule no binding uses: patching it exercises control side effects without changing
     // what any event produces.
     cmds.push(json!({"id": "spare", "method": "POST", "path": "/events/rules/", "body": {"pk": SPARE, "name": "spare"}}));
-    for c in &cmds {
-        producer.send_json(&env.control, c);
-    }
+    producer.send_all(&env.control, &cmds);
     producer.flush();
     let mut a = env.start_daemon_fast_failover("a");
     let mut b = env.start_daemon_fast_failover("b");
