@@ -33,6 +33,7 @@ pub struct Settings {
     pub topics: Topics,
     pub http: HttpSettings,
     pub catalog: CatalogSettings,
+    pub authentik: AuthentikSettings,
     pub notifications: NotificationSettings,
     pub shutdown: ShutdownSettings,
     pub log: LogSettings,
@@ -131,6 +132,24 @@ pub struct CatalogSettings {
     pub extra_actions: Vec<String>,
     pub extra_apps: Vec<String>,
     pub extra_models: Vec<String>,
+}
+
+/// Facts about the authentik installation the events come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthentikSettings {
+    /// The pk of authentik's `AnonymousUser` (the user of execution records for events
+    /// without a user); 0 when unknown (rendered as null).
+    pub anonymous_user_pk: i64,
+}
+
+impl AuthentikSettings {
+    pub fn anonymous_user_pk(&self) -> serde_json::Value {
+        match self.anonymous_user_pk {
+            0 => serde_json::Value::Null,
+            pk => serde_json::Value::from(pk),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

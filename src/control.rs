@@ -19,6 +19,16 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 /// Namespace of pks derived for a POST without `pk`: `uuid5(NS, "{partition}/{offset}")`.
+/// The 400 for a policy with an AKQL `query` (authentik 2026.5), not evaluated yet.
+pub const QUERY_UNSUPPORTED: &str =
+    "AKQL queries are not supported by this eventmatchd version; remove `query` or set it to null.";
+/// authentik `PolicyBindingSerializer.validate`, for a rule's targets ('group', 'policy', 'user').
+pub const BINDING_TARGETS_NONE: &str = "One of 'group', 'policy', 'user' must be set.";
+pub const BINDING_TARGETS_MANY: &str = "Only one of 'group', 'policy', 'user' can be set.";
+/// A group or user binding, which authentik accepts but eventmatchd cannot evaluate.
+pub const BINDING_DIRECTORY_UNSUPPORTED: &str =
+    "eventmatchd evaluates policy bindings only: it has no user or group directory.";
+
 pub const COMMAND_NAMESPACE: Uuid = Uuid::from_u128(0x3b8c_52d4_1e6f_4a7b_8c9d_0e1f_2a3b_4c5d);
 
 /// Where a command record came from; a POST without `pk` derives it from this.
@@ -150,7 +160,9 @@ impl Route {
             Route::Policy(_) | Route::Rule(_) | Route::Binding(_) => {
                 matches!(m, Method::Put | Method::Patch | Method::Delete)
             }
-            Route::Notification(_) => matches!(m, Method::Patch | Method::Delete),
+            // authentik's NotificationViewSet is an UpdateModelMixin: PUT is allowed, and with
+            // every writable field optional it has PATCH's effect.
+            Route::Notification(_) => matches!(m, Method::Put | Method::Patch | Method::Delete),
             Route::Notifications => false,
         }
     }
@@ -442,6 +454,13 @@ impl Ctx<'_> {
         let client_ip = r.string("client_ip", true, false);
         let app = r.choice("app", true, |v| catalog.is_app(v));
         let model = r.choice("model", true, |v| catalog.is_model(v));
+        // authentik 2026.5's AKQL criterion. Until eventmatchd evaluates it, a policy carrying
+        // one is refused rather than stored without it: a query-only policy would otherwise
+        // match every event.
+        let query = r.string("query", true, false);
+        if let Field::Set(_) = query {
+            r.errors.add("query", QUERY_UNSUPPORTED);
+        }
         let pk = match &existing {
             Some(p) => Some(p.pk),
             None => Ctx::new_pk(
@@ -451,13 +470,25 @@ impl Ctx<'_> {
                 "event matcher policy",
             ),
         };
+        // authentik: `Policy.name` is `unique=True` (DRF's UniqueValidator message).
+        if let (Field::Set(n), Some(pk)) = (&name, pk) {
+            if self
+                .current
+                .policy_by_name(n)
+                .is_some_and(|other| other.pk != pk)
+            {
+                r.errors
+                    .add("name", "policy with this name already exists.");
+            }
+        }
         let (Some(pk), true) = (pk, r.errors.is_empty()) else {
             return invalid(r.errors);
         };
-        // PATCH starts from the stored policy; PUT and POST from the defaults.
-        let base = match (&existing, m) {
-            (Some(p), Method::Patch) => (**p).clone(),
-            _ => EventMatcherPolicy::new(pk, String::new()),
+        // PATCH and PUT start from the stored policy (DRF sets only the fields sent; PUT
+        // differs by requiring the required ones); POST from the defaults.
+        let base = match &existing {
+            Some(p) => (**p).clone(),
+            None => EventMatcherPolicy::new(pk, String::new()),
         };
         let policy = EventMatcherPolicy {
             pk,
@@ -496,7 +527,13 @@ impl Ctx<'_> {
         let name = r.string("name", false, false);
         r.require("name", &name, full);
         let severity = r.choice("severity", false, |v| Severity::parse(v).is_some());
-        let destination_group = r.uuid("destination_group", true);
+        // `group` is the field's name in authentik <= 2025.6 and its clients.
+        let destination_group = if body.contains_key("destination_group") {
+            r.uuid("destination_group", true)
+        } else {
+            r.uuid("group", true)
+        };
+        let transports = r.uuid_list("transports");
         let destination_event_user = r.boolean("destination_event_user");
         let enabled = r.boolean("enabled");
         let pk = match &existing {
@@ -521,9 +558,9 @@ impl Ctx<'_> {
         let (Some(pk), true) = (pk, r.errors.is_empty()) else {
             return invalid(r.errors);
         };
-        let base = match (&existing, m) {
-            (Some(rule), Method::Patch) => (**rule).clone(),
-            _ => NotificationRule::new(pk, String::new()),
+        let base = match &existing {
+            Some(rule) => (**rule).clone(),
+            None => NotificationRule::new(pk, String::new()),
         };
         let severity = match severity {
             Field::Set(s) => Severity::parse(&s).unwrap_or(base.severity),
@@ -536,8 +573,9 @@ impl Ctx<'_> {
             destination_group: destination_group.patch_nullable(base.destination_group),
             destination_event_user: destination_event_user.patch(base.destination_event_user),
             enabled: enabled.patch(base.enabled),
+            transports: transports.patch(base.transports),
         };
-        let body = serde_json::to_value(&rule).unwrap_or_default();
+        let body = serde_json::to_value(rule.response()).unwrap_or_default();
         let mut b = self.current.builder();
         b.put_rule(rule);
         self.commit(b);
@@ -562,8 +600,14 @@ impl Ctx<'_> {
         };
         let mut r = Reader::new(body);
         let full = m != Method::Patch;
-        let policy = r.uuid("policy", false);
-        r.require("policy", &policy, full);
+        // authentik's `policy`, `group` and `user` are nullable; exactly one must be set
+        // (checked below, on the binding as it would be saved).
+        let policy = r.uuid("policy", true);
+        let group = r.uuid("group", true);
+        let user = match body.get("user") {
+            None | Some(Value::Null) => Field::Null,
+            Some(v) => Field::Set(v.clone()),
+        };
         let target = r.uuid("target", false);
         r.require("target", &target, full);
         let negate = r.boolean("negate");
@@ -571,6 +615,7 @@ impl Ctx<'_> {
         let order = r.int32("order");
         r.require("order", &order, full);
         let failure_result = r.boolean("failure_result");
+        let timeout = r.int_range("timeout", 0, i32::MAX as i64);
         for (key, field, exists) in [
             (
                 "policy",
@@ -600,18 +645,38 @@ impl Ctx<'_> {
         let (Some(pk), true) = (pk, r.errors.is_empty()) else {
             return invalid(r.errors);
         };
-        let base = match (&existing, m) {
-            (Some(b), Method::Patch) => (**b).clone(),
-            _ => PolicyBinding::new(pk, Uuid::nil(), Uuid::nil(), 0),
+        // authentik `PolicyBindingSerializer.validate`: the supported targets of a rule,
+        // sorted; exactly one set. A PATCH is checked on the binding it would leave.
+        let policy = match (policy, &existing) {
+            (Field::Absent, Some(b)) => Some(b.policy),
+            (Field::Set(u), _) => Some(u),
+            _ => None,
+        };
+        let set = [group.is_set(), policy.is_some(), user.is_set()];
+        match set.iter().filter(|s| **s).count() {
+            0 => return invalid(Errors::non_field(BINDING_TARGETS_NONE)),
+            1 => {}
+            _ => return invalid(Errors::non_field(BINDING_TARGETS_MANY)),
+        }
+        let Some(policy) = policy else {
+            // A group or user binding: valid in authentik, but eventmatchd has no directory to
+            // evaluate it against.
+            let field = if set[0] { "group" } else { "user" };
+            return invalid(Errors::single(field, BINDING_DIRECTORY_UNSUPPORTED));
+        };
+        let base = match &existing {
+            Some(b) => (**b).clone(),
+            None => PolicyBinding::new(pk, Uuid::nil(), Uuid::nil(), 0),
         };
         let binding = PolicyBinding {
             pk,
-            policy: policy.patch(base.policy),
+            policy,
             target: target.patch(base.target),
             negate: negate.patch(base.negate),
             enabled: enabled.patch(base.enabled),
             order: order.patch(base.order),
             failure_result: failure_result.patch(base.failure_result),
+            timeout: timeout.patch(base.timeout),
         };
         // authentik: unique_together = ("policy", "target", "order").
         let clash = self.current.bindings().values().any(|other| {
@@ -626,10 +691,14 @@ impl Ctx<'_> {
                 "The fields policy, target, order must make a unique set.",
             ));
         }
-        let body = serde_json::to_value(&binding).unwrap_or_default();
         let mut b = self.current.builder();
-        b.put_binding(binding);
-        self.commit(b);
+        b.put_binding(binding.clone());
+        let next = self.commit(b);
+        let policy_obj = next
+            .policies()
+            .get(&binding.policy)
+            .map(|p| p.base_response(next.bound_to(&p.pk)));
+        let body = serde_json::to_value(binding.response(policy_obj)).unwrap_or_default();
         saved(existing.is_some(), body)
     }
 }
@@ -657,7 +726,8 @@ fn notification(
     // read-only or unknown and ignored, as the API does.
     let mut r = Reader::new(body);
     let seen = r.boolean("seen");
-    let hyperlink = r.string("hyperlink", true, true);
+    // authentik: `Notification.hyperlink` is a TextField with `max_length=4096`.
+    let hyperlink = r.string_max("hyperlink", true, true, Some(4096));
     let hyperlink_label = r.string("hyperlink_label", true, true);
     if index.get(&pk).is_none() {
         return not_found();

@@ -105,10 +105,10 @@ async fn run_kafka(
     health: Arc<Health>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
-    let engine = Arc::new(Engine::new(
-        settings.catalog(),
-        settings.notifications.max_held,
-    ));
+    let engine = Arc::new(
+        Engine::new(settings.catalog(), settings.notifications.max_held)
+            .with_anonymous_user_pk(settings.authentik.anonymous_user_pk()),
+    );
     let output = Output::new(&settings, metrics.clone())?;
     let control_reader = kafka::reader(&settings, "control-reader")?;
     let tail = kafka::reader(&settings, "notification-tail")?;

@@ -72,6 +72,9 @@ pub struct EventOutcome {
     pub notifications: Vec<Arc<Notification>>,
     pub executions: usize,
     pub guarded: bool,
+    /// Rules that fired but made no notification because `context.message` is null
+    /// (authentik cannot save a notification with a null body).
+    pub null_body: usize,
 }
 
 /// What one control command did.
@@ -99,6 +102,9 @@ pub struct Engine {
     /// on the event path.
     writer: Mutex<Option<Arc<PolicySet>>>,
     index: NotificationIndex,
+    /// The pk of authentik's anonymous user (guardian's `AnonymousUser`), the user of
+    /// execution records for events without one. It differs per installation.
+    anonymous_user_pk: Value,
 }
 
 impl Engine {
@@ -108,7 +114,14 @@ impl Engine {
             snapshot: ArcSwap::from_pointee(PolicySet::empty()),
             writer: Mutex::new(None),
             index: NotificationIndex::new(max_notifications),
+            anonymous_user_pk: Value::Null,
         }
+    }
+
+    /// Sets the anonymous user's pk (`engine.anonymous_user_pk`).
+    pub fn with_anonymous_user_pk(mut self, pk: Value) -> Self {
+        self.anonymous_user_pk = pk;
+        self
     }
 
     /// Publishes a prebuilt policy set as it is, instead of building it by commands
@@ -159,10 +172,18 @@ impl Engine {
             ..EventOutcome::default()
         };
         for exec in &eval.executions {
-            out.records.push(execution_record(event, exec));
+            out.records.push(execution_record(
+                event,
+                exec,
+                fallback,
+                &self.anonymous_user_pk,
+            ));
         }
         if !eval.fired.is_empty() {
             let rendering = notify::render(event, fallback);
+            if rendering.body.is_none() {
+                out.null_body = eval.fired.len();
+            }
             for rule in &eval.fired {
                 for n in notify::build(rule, event, &rendering) {
                     let bytes = n.to_bytes();
@@ -290,17 +311,54 @@ pub fn dead_letter(payload: &[u8], src: &RecordSource<'_>, err: &EventError) -> 
     }
 }
 
+/// The user of an execution record, as `PolicyProcess.create_event` sets it:
+/// `event.set_user(request.user)`, where `event_trigger_handler` made the request's user
+/// `User.objects.filter(pk=event.user.get("pk")).first() or get_anonymous_user()`, and
+/// `events/utils.py` `get_user` renders `{"username", "pk", "email"}` (plus
+/// `"is_anonymous": true` for the anonymous user). With no user directory here, the user is the
+/// one the event names (its username and email as the event carries them).
+pub fn execution_user(event: &Event, anonymous_pk: &Value) -> Value {
+    let user = event.user_value();
+    let pk = user.get("pk").filter(|pk| crate::events::python_truthy(pk));
+    match pk {
+        Some(pk) => {
+            let field = |k: &str| user.get(k).cloned().unwrap_or(Value::String(String::new()));
+            let username = field("username");
+            let mut out = json!({"username": username, "pk": pk, "email": field("email")});
+            if username == ANONYMOUS_USERNAME {
+                out["is_anonymous"] = Value::Bool(true);
+            }
+            out
+        }
+        None => json!({
+            "username": ANONYMOUS_USERNAME,
+            "pk": anonymous_pk,
+            "email": "",
+            "is_anonymous": true,
+        }),
+    }
+}
+
+/// guardian's `ANONYMOUS_USER_NAME`, authentik's default.
+pub const ANONYMOUS_USERNAME: &str = "AnonymousUser";
+
 /// The `policy_execution` event authentik logs for a policy with `execution_logging`
-/// (`authentik.policies.process`): the result, the policy's uuid as 32 hex digits, and the
-/// binding; user, client IP and time are the evaluated event's.
-fn execution_record(event: &Event, exec: &Execution) -> OutRecord {
+/// (`authentik.policies.process`): the result with the policy's messages, the policy's uuid as
+/// 32 hex digits, and the binding; the user as [`execution_user`]; client IP and time are the
+/// evaluated event's (the record's time for an event without `created`).
+fn execution_record(
+    event: &Event,
+    exec: &Execution,
+    fallback: DateTime<Utc>,
+    anonymous_pk: &Value,
+) -> OutRecord {
     let pk = Uuid::new_v5(
         &EXECUTION_NAMESPACE,
         format!("{}/{}", event.pk, exec.binding.pk).as_bytes(),
     );
     let record = json!({
         "pk": pk,
-        "user": event.user,
+        "user": execution_user(event, anonymous_pk),
         "action": "policy_execution",
         "app": "authentik.policies.process",
         "context": {
@@ -308,10 +366,14 @@ fn execution_record(event: &Event, exec: &Execution) -> OutRecord {
             "policy_uuid": exec.policy.pk.simple().to_string(),
             "binding": &*exec.binding,
             "request": {"event": {"pk": event.pk, "action": event.action}},
-            "result": {"passing": exec.passing, "messages": []},
+            "result": {"passing": exec.passing, "messages": exec.policy.messages()},
         },
         "client_ip": event.client_ip,
-        "created": event.created.as_ref().map(|(s, _)| s.clone()),
+        "created": event
+            .created
+            .as_ref()
+            .map(|(s, _)| s.clone())
+            .unwrap_or_else(|| crate::events::format_ts(&fallback)),
     });
     OutRecord {
         topic: OutTopic::Executions,

@@ -76,6 +76,18 @@ pub fn user_key(pk: &Value) -> Option<String> {
     }
 }
 
+/// Python's truth value of a decoded JSON value (`bool(x)`).
+pub fn python_truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
 /// A validated event. Cheap to share: notifications of one event hold one `Arc` of it.
 #[derive(Debug)]
 pub struct Event {
@@ -93,6 +105,10 @@ pub struct Event {
     pub brand: Option<Box<RawValue>>,
     /// `"{context.model.app}.{context.model.model_name}"` when the context names a model.
     pub model: Option<String>,
+    /// `context.model` is there but is not an object (a string, number, list or null).
+    /// authentik's `passes_model` then raises (`.get` on a non-dict), which makes every
+    /// binding of a policy with a `model` criterion false (see [`crate::matcher`]).
+    pub model_malformed: bool,
     /// `context.policy_uuid`, when it is a uuid (authentik writes it as 32 hex digits).
     pub policy_uuid: Option<Uuid>,
 }
@@ -126,9 +142,20 @@ struct RawEvent<'a> {
 #[derive(Deserialize, Default)]
 struct ContextProbe<'a> {
     #[serde(borrow, default)]
-    model: Option<&'a RawValue>,
+    model: Present<'a>,
     #[serde(borrow, default)]
     policy_uuid: Option<&'a RawValue>,
+}
+
+/// A key's raw value when the key is there, `null` included (an `Option` field would read a
+/// JSON null as absent, and authentik tells the two apart: `context.get("model", {})`).
+#[derive(Default)]
+struct Present<'a>(Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Present<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'de RawValue>::deserialize(d).map(|r| Present(Some(r)))
+    }
 }
 
 #[derive(Deserialize)]
@@ -269,11 +296,13 @@ impl Event {
         };
         let model = probe
             .model
+            .0
             .and_then(|m| serde_json::from_str::<ModelProbe<'_>>(m.get()).ok())
             .and_then(|m| match (m.app, m.model_name) {
                 (Some(app), Some(name)) => Some(format!("{app}.{name}")),
                 _ => None,
             });
+        let model_malformed = probe.model.0.is_some_and(|m| !starts_with(m, b'{'));
         let policy_uuid = probe
             .policy_uuid
             .and_then(|p| serde_json::from_str::<Cow<'_, str>>(p.get()).ok())
@@ -290,6 +319,7 @@ impl Event {
             context,
             brand,
             model,
+            model_malformed,
             policy_uuid,
         })
     }
@@ -309,13 +339,20 @@ impl Event {
         }
     }
 
-    /// The user the event is about, when `user.pk` is usable. Computed on demand: only events
-    /// that fire a rule need it.
+    /// The user the event is about, when `user.pk` is usable: authentik tests
+    /// `event.user.get("pk")` for truth, so `0`, `""`, `false` and `null` name nobody.
+    /// Computed on demand: only events that fire a rule need it.
     pub fn user_ref(&self) -> Option<UserRef> {
         serde_json::from_str::<UserProbe>(self.user.get())
             .ok()
             .and_then(|u| u.pk)
+            .filter(python_truthy)
             .and_then(|pk| UserRef::from_pk(&pk))
+    }
+
+    /// The decoded `user` object (executions re-render it).
+    pub fn user_value(&self) -> serde_json::Map<String, Value> {
+        serde_json::from_str(self.user.get()).unwrap_or_default()
     }
 
     /// The record as raw JSON, for embedding in notifications.
@@ -530,7 +567,32 @@ mod tests {
         assert_eq!(ev(v).expect("valid").model, None);
         let mut v = base();
         v["context"] = json!({"model": "authentik_core.user"});
-        assert_eq!(ev(v).expect("valid").model, None);
+        let e = ev(v).expect("valid");
+        assert_eq!(e.model, None);
+        assert!(e.model_malformed);
+        for bad in [json!(null), json!(5), json!([1])] {
+            let mut v = base();
+            v["context"] = json!({"model": bad});
+            assert!(ev(v).expect("valid").model_malformed, "{bad}");
+        }
+        let mut v = base();
+        v["context"] = json!({"model": {"app": "a"}});
+        assert!(!ev(v).expect("valid").model_malformed);
+        assert!(!ev(base()).expect("valid").model_malformed);
+    }
+
+    /// authentik `events/models.py` `NotificationRule.destination_users`:
+    /// `if self.destination_event_user and event.user.get("pk")`.
+    #[test]
+    fn falsy_user_pks_name_nobody() {
+        for pk in [json!(0), json!(0.0), json!(""), json!(false), json!(null)] {
+            let mut v = base();
+            v["user"] = json!({"pk": pk, "username": "x"});
+            assert!(ev(v).expect("valid").user_ref().is_none(), "{pk}");
+        }
+        let mut v = base();
+        v["user"] = json!({"pk": 1});
+        assert!(ev(v).expect("valid").user_ref().is_some());
     }
 
     #[test]

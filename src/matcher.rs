@@ -16,7 +16,11 @@
 //! (a client IP no policy names) then cost one filter lookup instead of one cache miss per
 //! group; the filters stay in cache (about 2 bytes per distinct value).
 //! Negated bindings are handled by counting: a rule fires through its negated bindings unless
-//! every one of their policies matched. [`evaluate_linear`] is the straightforward reference
+//! every one of their policies matched.
+//! A policy that raises for an event (authentik's `passes_model` on a `context.model` that is
+//! not an object, [`EventMatcherPolicy::raises`]) makes its bindings false without `negate`
+//! and logs no execution, as authentik's `PolicyProcess.run` catches the error; such events
+//! (rare) are evaluated policy by policy instead of through the index. [`evaluate_linear`] is the straightforward reference
 //! used by property tests and benchmarks.
 
 use crate::events::Event;
@@ -264,9 +268,25 @@ impl Matcher {
             }
         }
         let mut fired: Vec<u32> = Vec::new();
-        // Matched negated bindings per rule; only rules with negations ever get an entry.
+        // Negated bindings per rule that do not pass (their policy matched, or raised); only
+        // rules with negations ever get an entry.
         let mut negated_hits: FxHashMap<u32, u32> = FxHashMap::default();
-        for g in &self.groups {
+        if event.model_malformed {
+            for (no, policy) in self.policies.iter().enumerate() {
+                let raises = policy.raises(event);
+                if !raises && !policy.matches(event) {
+                    continue;
+                }
+                for &(rule, negate) in &self.edges[no] {
+                    if negate {
+                        *negated_hits.entry(rule).or_default() += 1;
+                    } else if !raises {
+                        fired.push(rule);
+                    }
+                }
+            }
+        }
+        for g in self.groups.iter().filter(|_| !event.model_malformed) {
             if g.mask & known != g.mask {
                 continue;
             }
@@ -300,6 +320,7 @@ impl Matcher {
         let executions = self
             .logged
             .iter()
+            .filter(|lb| !lb.policy.raises(event))
             .map(|lb| Execution {
                 binding: lb.binding.clone(),
                 policy: lb.policy.clone(),
@@ -343,6 +364,9 @@ pub fn evaluate_linear(
             let Some(policy) = policies.get(&b.policy) else {
                 continue;
             };
+            if policy.raises(event) {
+                continue;
+            }
             let passing = policy.matches(event) != b.negate;
             fires |= passing;
             if policy.execution_logging {

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub events_invalid: IntCounterVec,
     pub notifications_emitted: IntCounterVec,
     pub executions_emitted: IntCounter,
+    pub notifications_dropped: IntCounterVec,
     pub seen_updates: IntCounter,
     pub control_commands: IntCounterVec,
     pub control_side_effects: IntCounter,
@@ -108,6 +109,11 @@ impl Metrics {
             executions_emitted: counter(
                 "eventmatchd_policy_executions_emitted_total",
                 "policy_execution events produced for policies with execution_logging",
+            ),
+            notifications_dropped: counter_vec(
+                "eventmatchd_notifications_dropped_total",
+                "Notifications a fired rule could not make, by reason (null_body: context.message is null)",
+                &["reason"],
             ),
             seen_updates: counter(
                 "eventmatchd_seen_updates_total",

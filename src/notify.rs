@@ -118,7 +118,9 @@ impl Notification {
 /// The parts of a notification that depend only on the event, computed once per event.
 #[derive(Debug, Clone)]
 pub struct EventRendering {
-    pub body: String,
+    /// `None` when `context.message` is JSON null: authentik's `Notification.body` cannot be
+    /// null, so saving fails and no notification exists (see [`build`]).
+    pub body: Option<String>,
     pub hyperlink: Option<String>,
     pub hyperlink_label: Option<String>,
     pub created: String,
@@ -126,8 +128,8 @@ pub struct EventRendering {
 }
 
 /// authentik's `Event.summary`: `context["message"]` when present, else
-/// `f"{action}: {context}"`. `hyperlink`/`hyperlink_label` come from the context when they
-/// are strings. `created` is the event's (so a replay renders the same record), or
+/// `f"{action}: {context}"`. `hyperlink`/`hyperlink_label` come from the context, turned into
+/// text with Python's `str()` as authentik's TextFields store them (null stays null). `created` is the event's (so a replay renders the same record), or
 /// `fallback_created` for an event without one.
 pub fn render(event: &Event, fallback_created: DateTime<Utc>) -> EventRendering {
     let created = format_ts(
@@ -148,7 +150,7 @@ pub fn render(event: &Event, fallback_created: DateTime<Utc>) -> EventRendering 
 }
 
 /// The body, hyperlink and hyperlink label the event's context gives.
-fn body_and_links(event: &Event) -> (String, Option<String>, Option<String>) {
+fn body_and_links(event: &Event) -> (Option<String>, Option<String>, Option<String>) {
     let ctx_text = event.context.get();
     // The common context names none of the keys rendering reads: its body is the action and
     // the repr of the context, written straight from the JSON text. Any of those keys (or a
@@ -161,21 +163,25 @@ fn body_and_links(event: &Event) -> (String, Option<String>, Option<String>) {
         body.push_str(&event.action);
         body.push_str(": ");
         if pyrepr::write_repr_json(&mut body, ctx_text) {
-            return (body, None, None);
+            return (Some(body), None, None);
         }
     }
     let ctx = event.context_value();
     let body = match ctx.get("message") {
-        Some(m) => pyrepr::python_str(m),
+        Some(Value::Null) => None,
+        Some(m) => Some(pyrepr::python_str(m)),
         None => {
             let mut s = String::with_capacity(event.action.len() + 2 + ctx_text.len());
             s.push_str(&event.action);
             s.push_str(": ");
             pyrepr::write_repr(&mut s, &Value::Object(ctx.clone()));
-            s
+            Some(s)
         }
     };
-    let text = |k: &str| ctx.get(k).and_then(Value::as_str).map(str::to_string);
+    let text = |k: &str| match ctx.get(k) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(pyrepr::python_str(v)),
+    };
     (body, text("hyperlink"), text("hyperlink_label"))
 }
 
@@ -190,7 +196,7 @@ fn derived(event: &RawValue) -> Option<(String, Option<String>)> {
 /// The body of an event's notifications, and their `created` when the event has one.
 fn rendered_text(e: &Event) -> (String, Option<String>) {
     let created = e.created.as_ref().map(|(_, t)| format_ts(t));
-    (body_and_links(e).0, created)
+    (body_and_links(e).0.unwrap_or_default(), created)
 }
 
 /// For a notification read from outside (the topic, a test): which of its fields are what its
@@ -209,8 +215,11 @@ fn examine(n: &Notification) -> ((bool, bool), Option<DateTime<Utc>>) {
     }
 }
 
-/// The notifications one fired rule sends for an event.
+/// The notifications one fired rule sends for an event: none when the body is null.
 pub fn build(rule: &NotificationRule, event: &Event, r: &EventRendering) -> Vec<Notification> {
+    let Some(body) = &r.body else {
+        return Vec::new();
+    };
     destinations(rule, event)
         .into_iter()
         .map(|dest| {
@@ -222,7 +231,7 @@ pub fn build(rule: &NotificationRule, event: &Event, r: &EventRendering) -> Vec<
             Notification {
                 pk,
                 severity: rule.severity,
-                body: r.body.clone(),
+                body: body.clone(),
                 hyperlink: r.hyperlink.clone(),
                 hyperlink_label: r.hyperlink_label.clone(),
                 created: r.created.clone(),
@@ -544,16 +553,45 @@ mod tests {
     #[test]
     fn body_is_message_or_action_and_python_repr_of_context() {
         let e = login(json!({"message": "Invalid credentials", "x": 1}));
-        assert_eq!(render(&e, t0()).body, "Invalid credentials");
+        assert_eq!(
+            render(&e, t0()).body.as_deref(),
+            Some("Invalid credentials")
+        );
         let e = login(
             json!({"username": "jane", "ok": false, "n": null, "f": 1e20, "g": 100.0, "s": "it's"}),
         );
         assert_eq!(
-            render(&e, t0()).body,
+            render(&e, t0()).body.as_deref().unwrap_or_default(),
             "login_failed: {'username': 'jane', 'ok': False, 'n': None, 'f': 1e+20, 'g': 100.0, 's': \"it's\"}"
         );
         let e = login(json!({"message": 42}));
-        assert_eq!(render(&e, t0()).body, "42", "str() of a non-string message");
+        assert_eq!(
+            render(&e, t0()).body.as_deref(),
+            Some("42"),
+            "str() of a non-string message"
+        );
+    }
+
+    /// authentik `events/tasks.py` `notification_transport`: `Notification(body=event.summary,
+    /// ...)`; `Notification.body` is a non-null TextField, so a null message saves nothing.
+    #[test]
+    fn null_message_makes_no_notification() {
+        let e = login(json!({"message": null}));
+        let r = render(&e, t0());
+        assert_eq!(r.body, None);
+        assert!(build(&rule(true, Some(Uuid::from_u128(9))), &e, &r).is_empty());
+    }
+
+    /// authentik `Event.hyperlink` is `context.get("hyperlink")`, stored in a TextField: a
+    /// non-string value is kept as Python's `str()` of it.
+    #[test]
+    fn non_string_hyperlinks_are_python_str() {
+        let e = login(json!({"hyperlink": 5, "hyperlink_label": {"a": true}}));
+        let r = render(&e, t0());
+        assert_eq!(r.hyperlink.as_deref(), Some("5"));
+        assert_eq!(r.hyperlink_label.as_deref(), Some("{'a': True}"));
+        let e = login(json!({"hyperlink": null}));
+        assert_eq!(render(&e, t0()).hyperlink, None);
     }
 
     #[test]

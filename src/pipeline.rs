@@ -249,6 +249,18 @@ fn evaluate_batch(deps: &PipelineDeps, batch: &[BorrowedMessage<'_>]) -> Vec<Out
         deps.metrics
             .executions_emitted
             .inc_by(out.executions as u64);
+        if out.null_body > 0 {
+            deps.metrics
+                .notifications_dropped
+                .with_label_values(&["null_body"])
+                .inc_by(out.null_body as u64);
+            tracing::warn!(
+                partition = m.partition(),
+                offset = m.offset(),
+                rules = out.null_body,
+                "context.message is null: no notification (authentik cannot store a null body)"
+            );
+        }
         records.extend(out.records);
     }
     deps.metrics.events_consumed.inc_by(batch.len() as u64);

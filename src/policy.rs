@@ -63,6 +63,27 @@ impl EventMatcherPolicy {
         true
     }
 
+    /// Whether authentik's `passes` raises for this event instead of answering:
+    /// `passes_model` calls `.get` on `context["model"]`, which fails when it is not a dict.
+    /// `PolicyProcess.run` catches that and the binding is false, whatever `negate` says.
+    pub fn raises(&self, event: &Event) -> bool {
+        self.model.is_some() && event.model_malformed
+    }
+
+    /// The messages of authentik's `PolicyResult` for this policy: one per criterion set, in
+    /// `passes`' order, whether or not it matched (`event_matcher/models.py`).
+    pub fn messages(&self) -> Vec<&'static str> {
+        [
+            (self.action.is_some(), "Action matched."),
+            (self.client_ip.is_some(), "Client IP matched."),
+            (self.app.is_some(), "App matched."),
+            (self.model.is_some(), "Model matched."),
+        ]
+        .into_iter()
+        .filter_map(|(set, m)| set.then_some(m))
+        .collect()
+    }
+
     pub fn response(&self, bound_to: usize) -> PolicyResponse<'_> {
         PolicyResponse {
             pk: self.pk,
@@ -77,11 +98,40 @@ impl EventMatcherPolicy {
             client_ip: self.client_ip.as_deref(),
             app: self.app.as_deref(),
             model: self.model.as_deref(),
+            query: None,
+        }
+    }
+
+    /// authentik's base `PolicySerializer` (a binding's `policy_obj`).
+    pub fn base_response(&self, bound_to: usize) -> BasePolicyResponse<'_> {
+        BasePolicyResponse {
+            pk: self.pk,
+            name: &self.name,
+            execution_logging: self.execution_logging,
+            component: COMPONENT,
+            verbose_name: VERBOSE_NAME,
+            verbose_name_plural: VERBOSE_NAME_PLURAL,
+            meta_model_name: META_MODEL_NAME,
+            bound_to,
         }
     }
 }
 
-/// The seed's 200 response body, field for field and in its order.
+/// authentik's `PolicySerializer` fields, in its order.
+#[derive(Debug, Serialize)]
+pub struct BasePolicyResponse<'a> {
+    pub pk: Uuid,
+    pub name: &'a str,
+    pub execution_logging: bool,
+    pub component: &'static str,
+    pub verbose_name: &'static str,
+    pub verbose_name_plural: &'static str,
+    pub meta_model_name: &'static str,
+    pub bound_to: usize,
+}
+
+/// The seed's 200 response body, field for field and in its order, plus authentik 2026.5's
+/// `query` (always null here: a policy with a query is refused).
 #[derive(Debug, Serialize)]
 pub struct PolicyResponse<'a> {
     pub pk: Uuid,
@@ -96,6 +146,7 @@ pub struct PolicyResponse<'a> {
     pub client_ip: Option<&'a str>,
     pub app: Option<&'a str>,
     pub model: Option<&'a str>,
+    pub query: Option<&'a str>,
 }
 
 #[cfg(test)]
@@ -222,7 +273,8 @@ mod tests {
                 "action",
                 "client_ip",
                 "app",
-                "model"
+                "model",
+                "query"
             ]
         );
         assert_eq!(v["bound_to"], 3);

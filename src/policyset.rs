@@ -59,6 +59,11 @@ impl PolicySet {
         self.rules.values().find(|r| r.name == name)
     }
 
+    /// authentik's `Policy.name` is unique across policies.
+    pub fn policy_by_name(&self, name: &str) -> Option<&Arc<EventMatcherPolicy>> {
+        self.policies.values().find(|p| p.name == name)
+    }
+
     pub fn builder(&self) -> PolicySetBuilder {
         PolicySetBuilder {
             policies: self.policies.clone(),
@@ -82,9 +87,13 @@ impl PolicySet {
                 return Err(format!("rule name {:?} is not unique", rule.name));
             }
         }
+        let mut policy_names = HashSet::new();
         for (pk, policy) in &self.policies {
             if *pk != policy.pk || policy.name.is_empty() {
                 return Err(format!("policy {pk} is malformed"));
+            }
+            if !policy_names.insert(policy.name.as_str()) {
+                return Err(format!("policy name {:?} is not unique", policy.name));
             }
             if policy.client_ip.as_deref() == Some("") {
                 return Err(format!("policy {pk} has an empty client_ip"));
