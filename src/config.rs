@@ -45,9 +45,62 @@ pub struct KafkaSettings {
     pub brokers: String,
     pub group_id: String,
     pub control_group_id: String,
+    /// Allows the librdkafka overrides that void eventmatchd's guarantees ([`UNSAFE_PROPERTIES`]).
+    pub unsafe_properties: bool,
     /// librdkafka passthrough; nested tables flattened to dotted names by [`Settings::load`].
     #[serde(default)]
     pub properties: BTreeMap<String, PropertyValue>,
+}
+
+/// librdkafka properties whose override silently voids at-least-once delivery, ordering or
+/// catch-up, with the only values that keep them (none: any override is unsafe). Refused at
+/// start unless `kafka.unsafe_properties = true`.
+pub const UNSAFE_PROPERTIES: &[(&str, &[&str], &str)] = &[
+    (
+        "acks",
+        &["all", "-1"],
+        "outputs must be on every in-sync replica before an input offset is stored",
+    ),
+    (
+        "enable.idempotence",
+        &["true"],
+        "librdkafka's own retries must not duplicate or reorder a key's states",
+    ),
+    (
+        "enable.partition.eof",
+        &[],
+        "readers need it on (catch-up), group members off",
+    ),
+    (
+        "auto.offset.reset",
+        &[],
+        "a group without committed offsets must start at the beginning",
+    ),
+    (
+        "enable.auto.commit",
+        &["true"],
+        "stored offsets are committed by auto-commit",
+    ),
+];
+
+impl KafkaSettings {
+    /// The first unsafe override, as (key, why).
+    pub fn unsafe_override(&self) -> Option<(String, &'static str)> {
+        let props = self.librdkafka_properties();
+        UNSAFE_PROPERTIES.iter().find_map(|(key, safe, why)| {
+            let v = props.get(*key)?;
+            (!safe.contains(&v.to_ascii_lowercase().as_str())).then(|| (key.to_string(), *why))
+        })
+    }
+
+    /// The largest record the producer may write (`message.max.bytes`, librdkafka's default
+    /// 1,000,000 when not overridden).
+    pub fn max_record_bytes(&self) -> usize {
+        self.librdkafka_properties()
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000)
+    }
 }
 
 /// A librdkafka property value: TOML and the environment give strings, numbers or booleans.
@@ -287,6 +340,14 @@ impl Settings {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid("log.level", "is not a valid filter directive"));
         }
+        if let Some((key, why)) = self.kafka.unsafe_override() {
+            if !self.kafka.unsafe_properties {
+                return Err(invalid(
+                    &format!("kafka.properties.{key}"),
+                    format!("overriding it voids eventmatchd's guarantees ({why}); set kafka.unsafe_properties = true to allow it anyway"),
+                ));
+            }
+        }
         for key in self.kafka.librdkafka_properties().keys() {
             // These are managed by the daemon; overriding them would break at-least-once.
             if matches!(
@@ -386,6 +447,59 @@ mod tests {
         );
         assert_eq!(p.get("sasl.mechanism").map(String::as_str), Some("PLAIN"));
         assert_eq!(p.get("sasl.username").map(String::as_str), Some("svc"));
+    }
+
+    /// Issue 9 item 6: each override that voids a guarantee is refused, naming the key;
+    /// the safe values are accepted; `kafka.unsafe_properties` allows them.
+    #[test]
+    fn unsafe_librdkafka_overrides_are_refused_by_name() {
+        for (key, value) in [
+            ("ACKS", "0"),
+            ("ACKS", "1"),
+            ("ENABLE__IDEMPOTENCE", "false"),
+            ("ENABLE__PARTITION__EOF", "false"),
+            ("AUTO__OFFSET__RESET", "latest"),
+            ("ENABLE__AUTO__COMMIT", "false"),
+        ] {
+            let var = format!("EVENTMATCHD__KAFKA__PROPERTIES__{key}");
+            let dotted = key.to_ascii_lowercase().replace("__", ".");
+            let e = err_text(Settings::load(None, env(&[(&var, value)])));
+            assert!(
+                e.contains(&format!("kafka.properties.{dotted}"))
+                    && e.contains("unsafe_properties"),
+                "{key}={value}: {e}"
+            );
+            let allowed = Settings::load(
+                None,
+                env(&[
+                    (&var, value),
+                    ("EVENTMATCHD__KAFKA__UNSAFE_PROPERTIES", "true"),
+                ]),
+            );
+            assert!(allowed.is_ok(), "{key}={value} with the switch");
+        }
+        let e = err_text(Settings::load(
+            None,
+            env(&[(
+                "EVENTMATCHD__KAFKA__PROPERTIES__ENABLE__AUTO__OFFSET__STORE",
+                "true",
+            )]),
+        ));
+        assert!(
+            e.contains("kafka.properties.enable.auto.offset.store"),
+            "{e}"
+        );
+        for (key, value) in [
+            ("ACKS", "all"),
+            ("ACKS", "-1"),
+            ("ENABLE__IDEMPOTENCE", "true"),
+        ] {
+            let var = format!("EVENTMATCHD__KAFKA__PROPERTIES__{key}");
+            assert!(
+                Settings::load(None, env(&[(&var, value)])).is_ok(),
+                "{key}={value}"
+            );
+        }
     }
 
     #[test]

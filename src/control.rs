@@ -239,6 +239,7 @@ pub fn execute(
     catalog: &Catalog,
     payload: &[u8],
     source: CommandSource,
+    max_value_bytes: usize,
 ) -> CommandOutcome {
     let mut out = CommandOutcome {
         result: CommandResult {
@@ -347,7 +348,9 @@ pub fn execute(
         Route::Policies | Route::Policy(_) => ctx.policy(route, m, body, source),
         Route::Rules | Route::Rule(_) => ctx.rule(route, m, body, source),
         Route::Bindings | Route::Binding(_) => ctx.binding(route, m, body, source),
-        Route::Notification(pk) => notification(index, pk, m, body, &mut out.effects),
+        Route::Notification(pk) => {
+            notification(index, pk, m, body, &mut out.effects, max_value_bytes)
+        }
         Route::MarkAllSeen => mark_all_seen(index, body, &mut out.effects),
         Route::Notifications => not_found(),
     };
@@ -709,6 +712,7 @@ fn notification(
     m: Method,
     body: &Map<String, Value>,
     effects: &mut Vec<NotificationEffect>,
+    max_value_bytes: usize,
 ) -> Response {
     if m == Method::Delete {
         return match index.remove(&pk) {
@@ -748,7 +752,19 @@ fn notification(
         hyperlink: opt(hyperlink),
         hyperlink_label: opt(hyperlink_label),
     };
+    let before = index.get(&pk);
     match index.patch(&pk, &patch) {
+        PatchOutcome::Updated(n) if n.to_bytes().len() > max_value_bytes => {
+            // The new state could never be written to the notification topic: put the old one
+            // back and say why, instead of holding a state nobody else will ever see.
+            if let Some(before) = before {
+                index.restore((*before).clone());
+            }
+            Response {
+                status: 413,
+                body: crate::engine::too_large_body(n.to_bytes().len(), max_value_bytes),
+            }
+        }
         PatchOutcome::Updated(n) => {
             let body = serde_json::to_value(&*n).unwrap_or_default();
             effects.push(NotificationEffect::Upsert(n));

@@ -107,7 +107,8 @@ async fn run_kafka(
 ) -> Result<(), DaemonError> {
     let engine = Arc::new(
         Engine::new(settings.catalog(), settings.notifications.max_held)
-            .with_anonymous_user_pk(settings.authentik.anonymous_user_pk()),
+            .with_anonymous_user_pk(settings.authentik.anonymous_user_pk())
+            .with_max_record_bytes(settings.kafka.max_record_bytes()),
     );
     let output = Output::new(&settings, metrics.clone())?;
     let control_reader = kafka::reader(&settings, "control-reader")?;

@@ -322,10 +322,47 @@ pub async fn run_control_owner(
     deps.metrics.control_owner.set(0);
 }
 
+/// A result that always fits, standing in for one that cannot be written (or for a command
+/// whose notification records the broker refused): status 413 and why, with the command's
+/// `id`, `method` and `path` (each cut to 256 bytes) and `version`.
+pub fn refused_result(original: &OutRecord, why: &str) -> OutRecord {
+    let v: serde_json::Value = original
+        .value
+        .as_deref()
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .unwrap_or_default();
+    let short = |x: &serde_json::Value| match x {
+        serde_json::Value::String(s) if s.len() > 256 => {
+            let mut end = 256;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            serde_json::Value::String(s[..end].to_string())
+        }
+        serde_json::Value::String(_) | serde_json::Value::Null => x.clone(),
+        other => serde_json::Value::String(other.to_string().chars().take(256).collect()),
+    };
+    let result = serde_json::json!({
+        "id": short(&v["id"]),
+        "method": short(&v["method"]),
+        "path": short(&v["path"]),
+        "status": 413,
+        "body": {"detail": why},
+        "version": v["version"],
+    });
+    OutRecord {
+        topic: OutTopic::Results,
+        key: original.key.as_ref().map(|k| k.chars().take(256).collect()),
+        value: Some(serde_json::to_vec(&result).unwrap_or_default()),
+    }
+}
+
 /// Notification records first, the result last: a result on the topic means the command's
-/// effects are all there.
+/// effects are all there. Records the broker refuses permanently are never retried: the
+/// result then says so (413), so no command is left without an answer and the control
+/// partition never wedges.
 async fn emit(deps: &OwnerDeps, records: Vec<OutRecord>, origin: ControlOrigin) {
-    let (results, effects): (Vec<OutRecord>, Vec<OutRecord>) = records
+    let (mut results, effects): (Vec<OutRecord>, Vec<OutRecord>) = records
         .into_iter()
         .partition(|r| r.topic == OutTopic::Results);
     let seen = effects
@@ -333,9 +370,29 @@ async fn emit(deps: &OwnerDeps, records: Vec<OutRecord>, origin: ControlOrigin) 
         .filter(|r| r.topic == OutTopic::Notifications && r.value.is_some())
         .count();
     if !effects.is_empty() {
-        deps.output.deliver(&effects, Some(origin)).await;
+        let refused = deps.output.deliver(&effects, Some(origin)).await;
+        if let Some(r) = refused.first() {
+            let why = format!(
+                "Request entity too large: a notification record of this command was refused by the broker ({}).",
+                r.error
+            );
+            results = results
+                .iter()
+                .map(|res| refused_result(res, &why))
+                .collect();
+        }
     }
-    deps.output.deliver(&results, Some(origin)).await;
+    let refused = deps.output.deliver(&results, Some(origin)).await;
+    if !refused.is_empty() {
+        let why = "Request entity too large: the result of this command was refused by the broker.";
+        let stand_ins: Vec<OutRecord> = refused
+            .iter()
+            .map(|r| refused_result(&results[r.index], why))
+            .collect();
+        for r in deps.output.deliver(&stand_ins, Some(origin)).await {
+            tracing::error!(error = %r.error, "the 413 stand-in result was refused too; dropped");
+        }
+    }
     deps.metrics.seen_updates.inc_by(seen as u64);
     deps.metrics.control_side_effects.inc();
     tracing::debug!(

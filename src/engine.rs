@@ -17,6 +17,14 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
+/// librdkafka's default `message.max.bytes`, the largest record the producer writes.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1_000_000;
+/// What a record costs beyond its key and value (librdkafka counts the record framing and
+/// headers against `message.max.bytes` too); kept free so that a record judged to fit does.
+pub const RECORD_OVERHEAD: usize = 1024;
+/// How much of an input a compact dead letter keeps.
+pub const DEAD_LETTER_EXCERPT: usize = 4096;
+
 /// Namespace of `policy_execution` event pks: `uuid5(NS, "{event}/{binding}")`.
 pub const EXECUTION_NAMESPACE: Uuid = Uuid::from_u128(0x9a41_7e0b_63c2_4d18_a5f0_1b2c_3d4e_5f60);
 
@@ -75,6 +83,8 @@ pub struct EventOutcome {
     /// Rules that fired but made no notification because `context.message` is null
     /// (authentik cannot save a notification with a null body).
     pub null_body: usize,
+    /// An output was too large to write and the event was dead-lettered in its place.
+    pub oversized: bool,
 }
 
 /// What one control command did.
@@ -105,6 +115,9 @@ pub struct Engine {
     /// The pk of authentik's anonymous user (guardian's `AnonymousUser`), the user of
     /// execution records for events without one. It differs per installation.
     anonymous_user_pk: Value,
+    /// The largest record the producer may write. Every instance must use the same value:
+    /// a control command too large to answer is refused (413) by every instance alike.
+    max_record_bytes: usize,
 }
 
 impl Engine {
@@ -115,7 +128,44 @@ impl Engine {
             writer: Mutex::new(None),
             index: NotificationIndex::new(max_notifications),
             anonymous_user_pk: Value::Null,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
+    }
+
+    /// Sets the record size limit (`kafka.properties."message.max.bytes"`).
+    pub fn with_max_record_bytes(mut self, max: usize) -> Self {
+        self.max_record_bytes = max;
+        self
+    }
+
+    /// Whether a record of this key and value can be written.
+    pub fn fits(&self, key: Option<&str>, value: Option<&[u8]>) -> bool {
+        key.map_or(0, str::len) + value.map_or(0, <[u8]>::len) + RECORD_OVERHEAD
+            <= self.max_record_bytes
+    }
+
+    fn record_fits(&self, r: &OutRecord) -> bool {
+        self.fits(r.key.as_deref(), r.value.as_deref())
+    }
+
+    /// The compact dead letter of an input whose output cannot be written (see
+    /// [`compact_dead_letter`]).
+    pub fn output_dead_letter(
+        &self,
+        payload: &[u8],
+        src: &RecordSource<'_>,
+        output: OutTopic,
+        error: &str,
+    ) -> OutRecord {
+        compact_dead_letter(
+            payload,
+            src,
+            "output_too_large",
+            &format!(
+                "the {} record this event causes cannot be written: {error}",
+                output.as_str()
+            ),
+        )
     }
 
     /// Sets the anonymous user's pk (`engine.anonymous_user_pk`).
@@ -151,7 +201,11 @@ impl Engine {
         let event = match Event::parse(payload) {
             Ok(e) => e,
             Err(err) => {
-                let record = dead_letter(payload, src, &err);
+                let mut record = dead_letter(payload, src, &err);
+                if !self.record_fits(&record) {
+                    // Escapes and base64 make the envelope larger than the input.
+                    record = compact_dead_letter(payload, src, err.reason(), &err.to_string());
+                }
                 return EventOutcome {
                     records: vec![record],
                     invalid: Some(err),
@@ -159,7 +213,37 @@ impl Engine {
                 };
             }
         };
-        self.process_parsed(&event, src.timestamp)
+        let mut out = self.process_parsed(&event, src.timestamp);
+        // An output too large to write is replaced by one compact dead letter of the event
+        // (and its notification is not held, since it never reaches the topic).
+        if let Some(bad) = out.records.iter().position(|r| !self.record_fits(r)) {
+            let topic = out.records[bad].topic;
+            let bytes = out.records[bad].value.as_ref().map_or(0, Vec::len);
+            out.records.retain(|r| {
+                if self.record_fits(r) {
+                    return true;
+                }
+                if r.topic == OutTopic::Notifications {
+                    if let Some(pk) = r.key.as_deref().and_then(|k| Uuid::parse_str(k).ok()) {
+                        self.index.remove(&pk);
+                    }
+                }
+                false
+            });
+            let held = &self.index;
+            out.notifications.retain(|n| held.get(&n.pk).is_some());
+            out.records.push(self.output_dead_letter(
+                payload,
+                src,
+                topic,
+                &format!(
+                    "{bytes} bytes, over the {}-byte record limit",
+                    self.max_record_bytes
+                ),
+            ));
+            out.oversized = true;
+        }
+        out
     }
 
     /// Evaluates a parsed event against the current snapshot (one `load` for the whole event).
@@ -216,7 +300,25 @@ impl Engine {
             effects,
             resource,
             method_label,
-        } = control::execute(&current, &self.index, &self.catalog, payload, source);
+        } = control::execute(
+            &current,
+            &self.index,
+            &self.catalog,
+            payload,
+            source,
+            self.max_record_bytes.saturating_sub(RECORD_OVERHEAD),
+        );
+        let mut result = result;
+        let mut next = next;
+        let result_bytes = serde_json::to_vec(&result).map_or(0, |v| v.len());
+        if result_bytes + RECORD_OVERHEAD > self.max_record_bytes {
+            // The answer could never be written: refuse the command (on every instance alike,
+            // since all apply it with the same limit) rather than change state silently.
+            next = None;
+            result.version = current.version();
+            result.status = 413;
+            result.body = too_large_body(result_bytes, self.max_record_bytes);
+        }
         let changed = next.is_some();
         if let Some(next) = next {
             debug_assert!(
@@ -283,6 +385,68 @@ impl Engine {
                 Err(_) => false,
             },
         }
+    }
+}
+
+/// DRF-style body of a 413 for a command whose answer would exceed the record limit.
+pub fn too_large_body(bytes: usize, max: usize) -> Value {
+    json!({"detail": format!(
+        "Request entity too large: the result would be {bytes} bytes, over the {max}-byte record limit (kafka message.max.bytes)."
+    )})
+}
+
+/// The first `max` bytes of `s` at a character boundary.
+fn excerpt(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A dead letter that always fits: the reason, the error, where the record came from, its
+/// size, and only the first [`DEAD_LETTER_EXCERPT`] bytes of it (`payload_excerpt`, lossy
+/// UTF-8). For records whose full envelope, or whose output, is too large to write.
+pub fn compact_dead_letter(
+    payload: &[u8],
+    src: &RecordSource<'_>,
+    reason: &str,
+    error: &str,
+) -> OutRecord {
+    let head = &payload[..payload.len().min(DEAD_LETTER_EXCERPT)];
+    let lossy = String::from_utf8_lossy(head);
+    // Bound the excerpt as JSON text, not as bytes: a control character takes six bytes
+    // (`\u0001`), so 4096 of them would not be compact.
+    let mut json_len = 0;
+    let mut end = 0;
+    for (i, c) in lossy.char_indices() {
+        json_len += match c {
+            '"' | '\\' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        };
+        if json_len > DEAD_LETTER_EXCERPT {
+            break;
+        }
+        end = i + c.len_utf8();
+    }
+    let text = &lossy[..end];
+    let key = src
+        .key
+        .map(|k| excerpt(&String::from_utf8_lossy(k), 256).to_string());
+    let env = json!({
+        "reason": reason,
+        "error": excerpt(error, 1024),
+        "source": {"topic": src.topic, "partition": src.partition, "offset": src.offset},
+        "key": key,
+        "payload_excerpt": text,
+        "payload_size": payload.len(),
+        "truncated": text.len() < payload.len(),
+    });
+    OutRecord {
+        topic: OutTopic::Dlq,
+        key,
+        value: Some(serde_json::to_vec(&env).unwrap_or_default()),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Kafka plumbing shared by the daemon's loops and the helper subcommands: client
-//! configuration, the output producer (with delivery retried until it succeeds), topic
-//! creation, and offset/watermark look-ups.
+//! configuration, the output producer (retriable delivery errors retried, permanent ones
+//! reported to the caller, never retried), topic creation, and offset/watermark look-ups.
 
 use crate::config::Settings;
 use crate::engine::{OutRecord, OutTopic};
@@ -118,6 +118,9 @@ pub fn producer_config(settings: &Settings) -> ClientConfig {
     c.set("bootstrap.servers", &settings.kafka.brokers)
         // Every output must be on all in-sync replicas before its input offset is stored.
         .set("acks", "all")
+        // librdkafka's own retries neither duplicate nor reorder a key's records, so an older
+        // state of a notification cannot land after a newer one through them.
+        .set("enable.idempotence", "true")
         .set("linger.ms", "2")
         .set("message.timeout.ms", "30000");
     for (k, v) in settings.kafka.librdkafka_properties() {
@@ -159,8 +162,38 @@ pub struct ControlOrigin {
     pub offset: i64,
 }
 
-/// The output producer. Delivery is retried until it succeeds: a record's input offset is
-/// stored only after this returns, so giving up would lose it.
+/// Whether a produce error means the record can never be written as it is (too large, or
+/// refused as invalid by the broker): retrying it would wedge its partition forever.
+pub fn is_permanent(e: &KafkaError) -> bool {
+    let code = match e {
+        KafkaError::MessageProduction(c) => *c,
+        _ => return false,
+    };
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::PolicyViolation
+    )
+}
+
+/// A record [`Output::deliver`] could not write and will not retry.
+#[derive(Debug)]
+pub struct Rejected {
+    /// Its index in the slice given to `deliver`.
+    pub index: usize,
+    pub error: KafkaError,
+}
+
+/// The output producer. Retriable delivery errors are retried until the record is written
+/// (a record's input offset is stored only after `deliver` returns, so giving up would lose
+/// it); permanent ones are returned for the caller to dead-letter or answer.
+///
+/// Nothing here blocks a runtime worker: a full local queue and back-off are async sleeps, so
+/// a task stuck retrying is still dropped when the runtime shuts down at the drain deadline.
 #[derive(Clone)]
 pub struct Output {
     producer: FutureProducer,
@@ -181,59 +214,87 @@ impl Output {
         &self.producer
     }
 
-    fn enqueue(&self, r: &OutRecord, origin: Option<ControlOrigin>) -> DeliveryFuture {
+    fn record<'a>(
+        &'a self,
+        r: &'a OutRecord,
+        origin: Option<ControlOrigin>,
+    ) -> FutureRecord<'a, str, [u8]> {
+        let mut rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(self.topics.get(r.topic));
+        if let Some(k) = &r.key {
+            rec = rec.key(k.as_str());
+        }
+        if let Some(v) = &r.value {
+            rec = rec.payload(v.as_slice());
+        }
+        if let Some(o) = origin {
+            let p = o.partition.to_string();
+            let off = o.offset.to_string();
+            rec = rec.headers(
+                OwnedHeaders::new()
+                    .insert(Header {
+                        key: HEADER_CONTROL_PARTITION,
+                        value: Some(p.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: HEADER_CONTROL_OFFSET,
+                        value: Some(off.as_bytes()),
+                    }),
+            );
+        }
+        rec
+    }
+
+    /// Queues one record. `Err` is a permanent error (librdkafka refuses a record over
+    /// `message.max.bytes` synchronously); other errors are retried here with back-off.
+    async fn enqueue(
+        &self,
+        r: &OutRecord,
+        origin: Option<ControlOrigin>,
+    ) -> Result<DeliveryFuture, KafkaError> {
+        let mut backoff = Duration::from_millis(50);
         loop {
-            let mut rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(self.topics.get(r.topic));
-            if let Some(k) = &r.key {
-                rec = rec.key(k.as_str());
-            }
-            if let Some(v) = &r.value {
-                rec = rec.payload(v.as_slice());
-            }
-            if let Some(o) = origin {
-                let p = o.partition.to_string();
-                let off = o.offset.to_string();
-                rec = rec.headers(
-                    OwnedHeaders::new()
-                        .insert(Header {
-                            key: HEADER_CONTROL_PARTITION,
-                            value: Some(p.as_bytes()),
-                        })
-                        .insert(Header {
-                            key: HEADER_CONTROL_OFFSET,
-                            value: Some(off.as_bytes()),
-                        }),
-                );
-            }
-            match self.producer.send_result(rec) {
-                Ok(fut) => return fut,
+            match self.producer.send_result(self.record(r, origin)) {
+                Ok(fut) => return Ok(fut),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    // The local queue is full: let librdkafka deliver some, then retry.
-                    self.producer.poll(Duration::from_millis(10));
+                    // The local queue is full: librdkafka's thread delivers some meanwhile.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
+                Err((e, _)) if is_permanent(&e) => return Err(e),
                 Err((e, _)) => {
                     self.metrics.producer_errors.inc();
-                    tracing::warn!(error = %e, "enqueueing a record failed; retrying");
-                    std::thread::sleep(Duration::from_millis(100));
+                    tracing::warn!(error = %e, topic = self.topics.get(r.topic), "enqueueing a record failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
     }
 
-    /// Produces every record and returns once all are acknowledged. Failed deliveries are
-    /// re-sent (in order per record) until they succeed.
-    pub async fn deliver(&self, records: &[OutRecord], origin: Option<ControlOrigin>) {
-        let mut pending: Vec<(usize, DeliveryFuture)> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (i, self.enqueue(r, origin)))
-            .collect();
+    /// Produces every record and returns once each is acknowledged or permanently refused
+    /// (those are returned, in index order, and counted). Retriable failures are re-sent, in
+    /// order per record, until they succeed.
+    pub async fn deliver(
+        &self,
+        records: &[OutRecord],
+        origin: Option<ControlOrigin>,
+    ) -> Vec<Rejected> {
+        let mut rejected = Vec::new();
+        let mut pending: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            match self.enqueue(r, origin).await {
+                Ok(fut) => pending.push((i, fut)),
+                Err(error) => rejected.push(Rejected { index: i, error }),
+            }
+        }
         let mut backoff = Duration::from_millis(50);
         while !pending.is_empty() {
             let mut failed = Vec::new();
             for (i, fut) in pending {
                 match fut.await {
                     Ok(Ok(_)) => {}
+                    Ok(Err((error, _))) if is_permanent(&error) => {
+                        rejected.push(Rejected { index: i, error })
+                    }
                     Ok(Err((e, _))) => {
                         self.metrics.producer_errors.inc();
                         tracing::warn!(error = %e, topic = self.topics.get(records[i].topic), "delivery failed; retrying");
@@ -250,11 +311,29 @@ impl Output {
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
-            pending = failed
-                .into_iter()
-                .map(|i| (i, self.enqueue(&records[i], origin)))
-                .collect();
+            pending = Vec::with_capacity(failed.len());
+            for i in failed {
+                match self.enqueue(&records[i], origin).await {
+                    Ok(fut) => pending.push((i, fut)),
+                    Err(error) => rejected.push(Rejected { index: i, error }),
+                }
+            }
         }
+        for r in &rejected {
+            self.metrics.producer_errors.inc();
+            self.metrics
+                .records_rejected
+                .with_label_values(&[records[r.index].topic.as_str()])
+                .inc();
+            tracing::error!(
+                error = %r.error,
+                topic = self.topics.get(records[r.index].topic),
+                bytes = records[r.index].value.as_ref().map_or(0, Vec::len),
+                "record refused permanently; not retried"
+            );
+        }
+        rejected.sort_by_key(|r| r.index);
+        rejected
     }
 
     /// Waits until everything queued is delivered, up to `timeout`.

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub processing_latency: Histogram,
     pub control_apply_latency: Histogram,
     pub producer_errors: IntCounter,
+    pub records_rejected: IntCounterVec,
     pub catch_up_seconds: prometheus::GaugeVec,
     pub ready: IntGauge,
     pub control_owner: IntGauge,
@@ -155,6 +156,11 @@ impl Metrics {
                 "eventmatchd_control_apply_latency_seconds",
                 "Control record timestamp to the command being visible to matching",
                 latency_buckets,
+            ),
+            records_rejected: counter_vec(
+                "eventmatchd_records_rejected_total",
+                "Output records the broker or librdkafka refused permanently (too large, invalid), by output topic; replaced by a compact dead letter or a 413 result",
+                &["topic"],
             ),
             producer_errors: counter(
                 "eventmatchd_producer_errors_total",

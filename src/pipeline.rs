@@ -14,7 +14,7 @@
 //! `seen` flags) before the events are evaluated again.
 
 use crate::config::Settings;
-use crate::engine::{Engine, OutRecord, RecordSource};
+use crate::engine::{Engine, OutRecord, OutTopic, RecordSource};
 use crate::kafka::{self, Output};
 use crate::metrics::Metrics;
 use crate::readers::{Progress, Reach};
@@ -167,10 +167,13 @@ pub async fn run(
             }
         }
         let t_batch = std::time::Instant::now();
-        let records = evaluate_batch(&deps, &batch);
+        let (records, origins) = evaluate_batch(&deps, &batch);
         let eval_micros = t_batch.elapsed().as_micros() as u64;
         if !records.is_empty() {
-            deps.output.deliver(&records, None).await;
+            let rejected = deps.output.deliver(&records, None).await;
+            if !rejected.is_empty() {
+                replace_rejected(&deps, &batch, &records, &origins, rejected).await;
+            }
         }
         tracing::trace!(
             size = batch.len(),
@@ -207,18 +210,76 @@ pub async fn run(
     consumer.unsubscribe();
 }
 
-/// Evaluates a batch; returns the records to produce.
-fn evaluate_batch(deps: &PipelineDeps, batch: &[BorrowedMessage<'_>]) -> Vec<OutRecord> {
-    let mut records = Vec::new();
+fn source_of<'a>(m: &'a BorrowedMessage<'a>, fallback: DateTime<Utc>) -> RecordSource<'a> {
+    RecordSource {
+        topic: m.topic(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key(),
+        timestamp: message_time(m).unwrap_or(fallback),
+    }
+}
+
+/// Records the broker refused permanently (over its own size limit, say, which may be lower
+/// than the producer's): each event that caused one gets one compact dead letter instead, and
+/// a refused notification is no longer held. A dead letter refused in turn is logged and
+/// dropped: nothing may wedge the partition.
+async fn replace_rejected(
+    deps: &PipelineDeps,
+    batch: &[BorrowedMessage<'_>],
+    records: &[OutRecord],
+    origins: &[u32],
+    rejected: Vec<crate::kafka::Rejected>,
+) {
     let fallback = Utc::now();
-    for m in batch {
-        let src = RecordSource {
-            topic: m.topic(),
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key(),
-            timestamp: message_time(m).unwrap_or(fallback),
-        };
+    let mut done = std::collections::HashSet::new();
+    let mut replacements = Vec::new();
+    for r in rejected {
+        let rec = &records[r.index];
+        if rec.topic == OutTopic::Notifications {
+            if let Some(pk) = rec
+                .key
+                .as_deref()
+                .and_then(|k| uuid::Uuid::parse_str(k).ok())
+            {
+                deps.engine.index().remove(&pk);
+            }
+        }
+        let origin = origins[r.index] as usize;
+        if rec.topic == OutTopic::Dlq || !done.insert(origin) {
+            continue;
+        }
+        let m = &batch[origin];
+        let src = source_of(m, fallback);
+        replacements.push(deps.engine.output_dead_letter(
+            m.payload().unwrap_or_default(),
+            &src,
+            rec.topic,
+            &r.error.to_string(),
+        ));
+        deps.metrics
+            .events_invalid
+            .with_label_values(&["output_too_large"])
+            .inc();
+    }
+    if !replacements.is_empty() {
+        for r in deps.output.deliver(&replacements, None).await {
+            tracing::error!(error = %r.error, "the compact dead letter was refused too; dropped");
+        }
+    }
+}
+
+/// Evaluates a batch; returns the records to produce and, for each, the index in `batch` of
+/// the event that caused it.
+fn evaluate_batch(
+    deps: &PipelineDeps,
+    batch: &[BorrowedMessage<'_>],
+) -> (Vec<OutRecord>, Vec<u32>) {
+    let mut records = Vec::new();
+    let mut origins = Vec::new();
+    let fallback = Utc::now();
+    for (i, m) in batch.iter().enumerate() {
+        let src = source_of(m, fallback);
         let out = deps
             .engine
             .process_event(m.payload().unwrap_or_default(), &src);
@@ -261,6 +322,18 @@ fn evaluate_batch(deps: &PipelineDeps, batch: &[BorrowedMessage<'_>]) -> Vec<Out
                 "context.message is null: no notification (authentik cannot store a null body)"
             );
         }
+        if out.oversized {
+            deps.metrics
+                .events_invalid
+                .with_label_values(&["output_too_large"])
+                .inc();
+            tracing::warn!(
+                partition = m.partition(),
+                offset = m.offset(),
+                "an output of this event is too large to write; dead-lettered"
+            );
+        }
+        origins.extend(std::iter::repeat_n(i as u32, out.records.len()));
         records.extend(out.records);
     }
     deps.metrics.events_consumed.inc_by(batch.len() as u64);
@@ -268,5 +341,5 @@ fn evaluate_batch(deps: &PipelineDeps, batch: &[BorrowedMessage<'_>]) -> Vec<Out
     deps.metrics
         .notifications_held
         .set(deps.engine.index().len() as i64);
-    records
+    (records, origins)
 }
