@@ -210,6 +210,10 @@ impl AuthentikSettings {
 pub struct NotificationSettings {
     pub max_held: usize,
     pub sweep_interval_secs: u64,
+    /// How long a deleted (or evicted) notification of an event without `expires` is
+    /// remembered, so that reprocessing its event emits nothing. The notification topic's
+    /// `delete.retention.ms` must cover it.
+    pub deleted_horizon_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

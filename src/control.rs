@@ -7,7 +7,8 @@
 //! the next one is built, and a command either yields a whole new version or none.
 
 use crate::catalog::Catalog;
-use crate::notify::{Notification, NotificationIndex, NotificationPatch, PatchOutcome};
+use crate::index::{NotificationIndex, NotificationPatch, PatchOutcome};
+use crate::notify::Notification;
 use crate::policy::EventMatcherPolicy;
 use crate::policyset::{PolicySet, PolicySetBuilder};
 use crate::rules::{NotificationRule, PolicyBinding, Severity};
@@ -348,10 +349,23 @@ pub fn execute(
         Route::Policies | Route::Policy(_) => ctx.policy(route, m, body, source),
         Route::Rules | Route::Rule(_) => ctx.rule(route, m, body, source),
         Route::Bindings | Route::Binding(_) => ctx.binding(route, m, body, source),
-        Route::Notification(pk) => {
-            notification(index, pk, m, body, &mut out.effects, max_value_bytes)
-        }
-        Route::MarkAllSeen => mark_all_seen(index, body, &mut out.effects),
+        // The state a notification command makes is versioned by its position in the control
+        // log (+1: 0 is a notification as created), see `crate::index`.
+        Route::Notification(pk) => notification(
+            index,
+            pk,
+            m,
+            body,
+            &mut out.effects,
+            max_value_bytes,
+            source.offset.max(0) as u64 + 1,
+        ),
+        Route::MarkAllSeen => mark_all_seen(
+            index,
+            body,
+            &mut out.effects,
+            source.offset.max(0) as u64 + 1,
+        ),
         Route::Notifications => not_found(),
     };
     out.result.status = response.status;
@@ -713,6 +727,7 @@ fn notification(
     body: &Map<String, Value>,
     effects: &mut Vec<NotificationEffect>,
     max_value_bytes: usize,
+    version: u64,
 ) -> Response {
     if m == Method::Delete {
         return match index.remove(&pk) {
@@ -751,6 +766,7 @@ fn notification(
         },
         hyperlink: opt(hyperlink),
         hyperlink_label: opt(hyperlink_label),
+        version,
     };
     let before = index.get(&pk);
     match index.patch(&pk, &patch) {
@@ -758,7 +774,7 @@ fn notification(
             // The new state could never be written to the notification topic: put the old one
             // back and say why, instead of holding a state nobody else will ever see.
             if let Some(before) = before {
-                index.restore((*before).clone());
+                index.put_back((*before).clone());
             }
             Response {
                 status: 413,
@@ -778,6 +794,7 @@ fn mark_all_seen(
     index: &NotificationIndex,
     body: &Map<String, Value>,
     effects: &mut Vec<NotificationEffect>,
+    version: u64,
 ) -> Response {
     let user = match body.get("user") {
         None => return invalid(Errors::single("user", REQUIRED)),
@@ -791,7 +808,7 @@ fn mark_all_seen(
             }
         },
     };
-    for n in index.mark_all_seen(&user) {
+    for n in index.mark_all_seen(&user, version) {
         effects.push(NotificationEffect::Upsert(n));
     }
     Response {

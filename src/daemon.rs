@@ -108,8 +108,11 @@ async fn run_kafka(
     let engine = Arc::new(
         Engine::new(settings.catalog(), settings.notifications.max_held)
             .with_anonymous_user_pk(settings.authentik.anonymous_user_pk())
-            .with_max_record_bytes(settings.kafka.max_record_bytes()),
+            .with_max_record_bytes(settings.kafka.max_record_bytes())
+            .with_gone_horizon(settings.notifications.deleted_horizon_secs as i64),
     );
+    // The notification topic is read in topic order, not by age: evict by age once caught up.
+    engine.index().pause_eviction();
     let output = Output::new(&settings, metrics.clone())?;
     let control_reader = kafka::reader(&settings, "control-reader")?;
     let tail = kafka::reader(&settings, "notification-tail")?;
@@ -222,8 +225,30 @@ async fn run_kafka(
         held = engine.index().len(),
         "notification index caught up"
     );
+    let evicted = engine.index().evict_by_age();
+    if evicted > 0 {
+        tracing::info!(
+            evicted,
+            max = settings.notifications.max_held,
+            "evicted the oldest notifications beyond notifications.max_held"
+        );
+    }
     health.caught_up.store(true, Ordering::SeqCst);
 
+    let tail_topic = t.notifications.clone();
+    let probe_for_tail = probe.clone();
+    let tail_parts_for_ends = tail_parts.clone();
+    let tail_watermarks: Arc<
+        dyn Fn() -> Option<std::collections::HashMap<i32, i64>> + Send + Sync,
+    > = Arc::new(move || {
+        kafka::high_watermarks(
+            &probe_for_tail,
+            &tail_topic,
+            &tail_parts_for_ends,
+            METADATA_TIMEOUT,
+        )
+        .ok()
+    });
     tasks.push(tokio::spawn(effects::run_control_owner(
         owner,
         OwnerDeps {
@@ -234,14 +259,13 @@ async fn run_kafka(
             control_progress: control_progress.clone(),
             outbox: outbox.clone(),
             control_partitions: control_parts.clone(),
+            tail_progress: tail_progress.clone(),
+            tail_watermarks: tail_watermarks.clone(),
         },
         stop.clone(),
     )));
 
     let events = pipeline::consumer(&settings, metrics.clone())?;
-    let tail_topic = t.notifications.clone();
-    let probe_for_tail = probe.clone();
-    let tail_parts_for_ends = tail_parts.clone();
     let pipeline_task = tokio::spawn(pipeline::run(
         events,
         PipelineDeps {
@@ -250,15 +274,7 @@ async fn run_kafka(
             metrics: metrics.clone(),
             output: output.clone(),
             tail_progress: tail_progress.clone(),
-            tail_watermarks: Arc::new(move || {
-                kafka::high_watermarks(
-                    &probe_for_tail,
-                    &tail_topic,
-                    &tail_parts_for_ends,
-                    METADATA_TIMEOUT,
-                )
-                .ok()
-            }),
+            tail_watermarks,
         },
         stop.clone(),
     ));

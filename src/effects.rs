@@ -224,6 +224,11 @@ pub struct OwnerDeps {
     pub outbox: Arc<Outbox>,
     /// Partitions of the control topic (one, normally).
     pub control_partitions: Vec<i32>,
+    /// How far the notification tail has read, and the notification topic's current end: a
+    /// notification command is applied only once the tail has read everything written
+    /// before it, so a notification that exists is never a 404 and `mark_all_seen` misses none.
+    pub tail_progress: Arc<Progress>,
+    pub tail_watermarks: Arc<dyn Fn() -> Option<HashMap<i32, i64>> + Send + Sync>,
 }
 
 /// Emits control side effects while this instance owns the control partition; prunes the
@@ -244,7 +249,9 @@ pub async fn run_control_owner(
         let msg = tokio::select! {
             m = consumer.recv() => m,
             _ = prune.tick() => {
-                if !consumer.context().owns_any() {
+                if consumer.context().owns_any() {
+                    heal(&deps).await;
+                } else {
                     prune_outbox(&consumer, &topic, &deps.control_partitions, &deps.outbox);
                 }
                 continue;
@@ -279,6 +286,16 @@ pub async fn run_control_owner(
             let records = match pending {
                 Some(Pending::Ready(records)) => records,
                 Some(Pending::Deferred(payload)) => {
+                    let tail_end = tokio::task::block_in_place(|| (deps.tail_watermarks)());
+                    if let Some(ends) = tail_end {
+                        if !deps
+                            .tail_progress
+                            .wait_for(&ends, Reach::Applied, &mut shutdown)
+                            .await
+                        {
+                            break;
+                        }
+                    }
                     let out = deps.engine.apply_command(
                         &payload,
                         CommandSource {
@@ -297,6 +314,16 @@ pub async fn run_control_owner(
                     Vec::new()
                 }
             };
+            if !consumer.context().owns_any() {
+                // Revoked while this command was prepared (the callback ran in `recv`): the
+                // next owner emits it; emitting here too would answer it twice.
+                tracing::info!(
+                    partition = p,
+                    offset = o,
+                    "control partition lost; not emitting"
+                );
+                continue;
+            }
             emit(
                 &deps,
                 records,
@@ -402,6 +429,41 @@ async fn emit(deps: &OwnerDeps, records: Vec<OutRecord>, origin: ControlOrigin) 
         held = deps.engine.index().len(),
         "emitted control side effects"
     );
+}
+
+/// Re-emits the current state of every notification whose latest record on the topic is
+/// older than what is held (a zombie instance's late write, see [`crate::index`]), so the
+/// compacted topic and every reader end on the current state.
+async fn heal(deps: &OwnerDeps) {
+    let heals = deps.engine.index().take_stale();
+    if heals.is_empty() {
+        return;
+    }
+    let records: Vec<OutRecord> = heals
+        .into_iter()
+        .map(|h| match h {
+            crate::index::Heal::Current(n) => OutRecord {
+                topic: OutTopic::Notifications,
+                key: Some(n.pk.to_string()),
+                value: Some(n.to_bytes()),
+            },
+            crate::index::Heal::Deleted(pk) => OutRecord {
+                topic: OutTopic::Notifications,
+                key: Some(pk.to_string()),
+                value: None,
+            },
+        })
+        .collect();
+    tracing::warn!(
+        notifications = records.len(),
+        "re-emitting the current state of notifications whose topic state regressed"
+    );
+    deps.metrics
+        .notifications_healed
+        .inc_by(records.len() as u64);
+    for r in deps.output.deliver(&records, None).await {
+        tracing::error!(error = %r.error, "a healing record was refused");
+    }
 }
 
 fn prune_outbox(

@@ -6,8 +6,9 @@
 use crate::catalog::Catalog;
 use crate::control::{self, CommandOutcome, CommandSource, NotificationEffect};
 use crate::events::{Event, EventError};
+use crate::index::NotificationIndex;
 use crate::matcher::Execution;
-use crate::notify::{self, Notification, NotificationIndex};
+use crate::notify::{self, Notification};
 use crate::policyset::PolicySet;
 use crate::rules::NotificationRule;
 use arc_swap::ArcSwap;
@@ -132,6 +133,12 @@ impl Engine {
         }
     }
 
+    /// Sets how long deleted notifications of events without `expires` are remembered.
+    pub fn with_gone_horizon(mut self, secs: i64) -> Self {
+        self.index = self.index.with_gone_horizon(secs);
+        self
+    }
+
     /// Sets the record size limit (`kafka.properties."message.max.bytes"`).
     pub fn with_max_record_bytes(mut self, max: usize) -> Self {
         self.max_record_bytes = max;
@@ -225,7 +232,7 @@ impl Engine {
                 }
                 if r.topic == OutTopic::Notifications {
                     if let Some(pk) = r.key.as_deref().and_then(|k| Uuid::parse_str(k).ok()) {
-                        self.index.remove(&pk);
+                        self.index.discard(&pk);
                     }
                 }
                 false
@@ -263,7 +270,13 @@ impl Engine {
                 &self.anonymous_user_pk,
             ));
         }
-        if !eval.fired.is_empty() {
+        // authentik deletes an expired event, and with it (`notification_cleanup`) its
+        // notifications: reprocessing one (a replay) must not bring them back.
+        let expired = event
+            .expires
+            .as_ref()
+            .is_some_and(|(_, t)| *t <= Utc::now());
+        if !eval.fired.is_empty() && !expired {
             let rendering = notify::render(event, fallback);
             if rendering.body.is_none() {
                 out.null_body = eval.fired.len();
@@ -371,7 +384,7 @@ impl Engine {
             .and_then(|k| Uuid::parse_str(k).ok());
         match (pk, payload) {
             (Some(pk), None) => {
-                self.index.remove(&pk);
+                self.index.restore_tombstone(&pk);
                 true
             }
             (None, None) => false,
@@ -379,7 +392,10 @@ impl Engine {
             (Some(pk), Some(bytes)) if self.index.holds_record(&pk, bytes) => true,
             (_, Some(bytes)) => match serde_json::from_slice::<Notification>(bytes) {
                 Ok(n) => {
-                    self.index.restore(n);
+                    let npk = n.pk;
+                    if self.index.restore(n) == crate::index::Restored::Stale {
+                        tracing::info!(pk = %npk, "an older state of a notification was read back; the control owner re-emits the current one");
+                    }
                     true
                 }
                 Err(_) => false,

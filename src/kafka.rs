@@ -416,11 +416,16 @@ pub fn topic_specs(settings: &Settings, event_partitions: i32) -> Vec<TopicSpec>
                 ("retention.bytes", "-1"),
             ],
         ),
-        // Compacted: the latest record per notification pk is its current state.
+        // Compacted: the latest record per notification pk is its current state. Tombstones
+        // are kept 7 days (`notifications.deleted_horizon_secs`): a restarted instance learns
+        // of deletions from them.
         (
             t.notifications.clone(),
             event_partitions,
-            vec![("cleanup.policy", "compact")],
+            vec![
+                ("cleanup.policy", "compact"),
+                ("delete.retention.ms", "604800000"),
+            ],
         ),
         (
             t.results.clone(),
@@ -448,11 +453,15 @@ pub async fn create_topics(
 ) -> Result<Vec<String>, KafkaError> {
     let admin: AdminClient<DefaultClientContext> = base_config(settings).create()?;
     let specs = topic_specs(settings, event_partitions);
+    // acks=all means "every in-sync replica": with fewer than two required, one broker's loss
+    // can lose an acknowledged output. Two where the replication allows it.
+    let min_insync = replication.clamp(1, 2).to_string();
     let topics: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|(name, parts, cfg)| {
             cfg.iter().fold(
-                NewTopic::new(name, *parts, TopicReplication::Fixed(replication)),
+                NewTopic::new(name, *parts, TopicReplication::Fixed(replication))
+                    .set("min.insync.replicas", &min_insync),
                 |t, (k, v)| t.set(k, v),
             )
         })

@@ -12,7 +12,8 @@
 //! * [`policyset`]: the immutable, versioned snapshot of policies, rules and bindings.
 //! * [`matcher`]: rule evaluation compiled per snapshot (an index by criteria, plus the
 //!   linear reference it is tested against).
-//! * [`notify`]: building notifications, their deterministic pks, the held-notification index.
+//! * [`notify`]: building notifications and their deterministic pks.
+//! * [`index`]: the held notifications (versions, deleted markers, eviction).
 //! * [`validate`]: request-body validation with authentik's error shape and messages.
 //! * [`control`]: control commands: envelope, routes, create/patch/replace/delete.
 //! * [`engine`]: the state behind `arc-swap` and the two operations on it (process an event,
@@ -41,6 +42,7 @@ pub mod effects;
 pub mod engine;
 pub mod events;
 pub mod http;
+pub mod index;
 pub mod kafka;
 pub mod matcher;
 pub mod metrics;

@@ -203,7 +203,8 @@ fn main() -> anyhow::Result<()> {
 fn replay(settings: &Settings, file: Option<PathBuf>) -> anyhow::Result<()> {
     let engine = Engine::new(settings.catalog(), settings.notifications.max_held)
         .with_anonymous_user_pk(settings.authentik.anonymous_user_pk())
-        .with_max_record_bytes(settings.kafka.max_record_bytes());
+        .with_max_record_bytes(settings.kafka.max_record_bytes())
+        .with_gone_horizon(settings.notifications.deleted_horizon_secs as i64);
     let stdout = io::stdout().lock();
     let warn = |m: String| eprintln!("eventmatchd replay: {m}");
     let stats = match file.filter(|f| f.as_os_str() != "-") {

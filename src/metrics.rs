@@ -18,6 +18,7 @@ pub struct Metrics {
     pub executions_emitted: IntCounter,
     pub notifications_dropped: IntCounterVec,
     pub seen_updates: IntCounter,
+    pub notifications_healed: IntCounter,
     pub control_commands: IntCounterVec,
     pub control_side_effects: IntCounter,
     pub policy_set_version: IntGauge,
@@ -115,6 +116,10 @@ impl Metrics {
                 "eventmatchd_notifications_dropped_total",
                 "Notifications a fired rule could not make, by reason (null_body: context.message is null)",
                 &["reason"],
+            ),
+            notifications_healed: counter(
+                "eventmatchd_notifications_healed_total",
+                "Notification states re-emitted by the control owner because an older state was written after them (a zombie instance's late write)",
             ),
             seen_updates: counter(
                 "eventmatchd_seen_updates_total",

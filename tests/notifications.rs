@@ -125,6 +125,8 @@ fn seen_patch_emits_the_full_updated_record() {
     assert_eq!(emitted.len(), 1);
     let mut expected = created[0].clone();
     expected["seen"] = json!(true);
+    // The state's version is the command's control offset + 1.
+    expected["version"] = json!(c.offset);
     assert_eq!(emitted[0], expected, "full new state, same key");
     assert_eq!(
         a.version,

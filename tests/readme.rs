@@ -51,6 +51,7 @@ fn readme_metrics_reference_lists_exactly_the_registered_metrics() {
     m.consumer_lag.with_label_values(&["x", "0"]);
     m.catch_up_seconds.with_label_values(&["x"]);
     m.notifications_dropped.with_label_values(&["x"]);
+    m.records_rejected.with_label_values(&["x"]);
     let registered: std::collections::BTreeSet<String> = m.names().into_iter().collect();
     assert_eq!(registered, documented_metrics());
 }

@@ -20,6 +20,11 @@
 # - notifications: compacted. The latest record per notification pk is its current state
 #   (seen flag included) and a tombstone deletes it; instances rebuild their index from it at
 #   start, and downstream consumers read it like a table. Same partition count as events.
+#   Tombstones are kept 7 days (delete.retention.ms), eventmatchd's
+#   notifications.deleted_horizon_secs: a restarted instance learns of deletions from them,
+#   so reprocessing a deleted notification's event does not bring it back.
+# - every topic: min.insync.replicas=2 (MIN_INSYNC_REPLICAS), so that acks=all means two
+#   copies; a single-broker cluster (compose) needs 1.
 # - results: one record per control command (HTTP-like status and body), for whoever issued
 #   it. Seven days is plenty to read a result.
 # - dlq: invalid events with the reason and the original bytes, kept 14 days so they can be
@@ -30,6 +35,7 @@ set -euo pipefail
 BOOTSTRAP=${BOOTSTRAP:-localhost:9092}
 PARTITIONS=${PARTITIONS:-3}
 REPLICATION=${REPLICATION:-1}
+MIN_INSYNC_REPLICAS=${MIN_INSYNC_REPLICAS:-2}
 KAFKA_TOPICS=${KAFKA_TOPICS:-$(command -v kafka-topics.sh || echo /opt/kafka/bin/kafka-topics.sh)}
 
 EVENTS_TOPIC=${EVENTS_TOPIC:-authentik.events}
@@ -44,7 +50,7 @@ create() {
   local name=$1 partitions=$2
   shift 2
   local configs=()
-  for c in "$@"; do configs+=(--config "$c"); done
+  for c in "$@" "min.insync.replicas=$MIN_INSYNC_REPLICAS"; do configs+=(--config "$c"); done
   "$KAFKA_TOPICS" --bootstrap-server "$BOOTSTRAP" --create --if-not-exists \
     --topic "$name" --partitions "$partitions" --replication-factor "$REPLICATION" "${configs[@]}"
   echo "topic $name: $partitions partition(s), $*"
@@ -52,7 +58,7 @@ create() {
 
 create "$EVENTS_TOPIC" "$PARTITIONS" cleanup.policy=delete
 create "$CONTROL_TOPIC" 1 cleanup.policy=delete retention.ms=-1 retention.bytes=-1
-create "$NOTIFICATIONS_TOPIC" "$PARTITIONS" cleanup.policy=compact
+create "$NOTIFICATIONS_TOPIC" "$PARTITIONS" cleanup.policy=compact delete.retention.ms=604800000
 create "$RESULTS_TOPIC" 1 cleanup.policy=delete retention.ms=604800000
 create "$DLQ_TOPIC" 1 cleanup.policy=delete retention.ms=1209600000
 create "$EXECUTIONS_TOPIC" "$PARTITIONS" cleanup.policy=delete retention.ms=604800000
