@@ -14,19 +14,12 @@ use helpers::scenarios::{
 };
 use rdkafka::mocking::MockCluster;
 
-/// The mock cluster has no CreateTopics: create the topics through its own API.
 fn env_on(
     cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
     name: &str,
     partitions: i32,
 ) -> TestEnv {
-    let env = TestEnv::names(&cluster.bootstrap_servers(), name);
-    for (topic, parts) in env.topics(partitions) {
-        cluster
-            .create_topic(&topic, parts, 1)
-            .expect("create topic");
-    }
-    env
+    TestEnv::on_mock(cluster, name, partitions)
 }
 
 #[test]

@@ -86,6 +86,22 @@ impl TestEnv {
         env
     }
 
+    /// The same on librdkafka's mock cluster, which has no CreateTopics: the topics are
+    /// created through its own API.
+    pub fn on_mock(
+        cluster: &rdkafka::mocking::MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+        name: &str,
+        event_partitions: i32,
+    ) -> TestEnv {
+        let env = Self::names(&cluster.bootstrap_servers(), name);
+        for (topic, parts) in env.topics(event_partitions) {
+            cluster
+                .create_topic(&topic, parts, 1)
+                .expect("create topic");
+        }
+        env
+    }
+
     /// Topic and group names only; the caller creates the topics (see [`TestEnv::topics`]).
     pub fn names(brokers: &str, name: &str) -> TestEnv {
         let id = unique(name);
