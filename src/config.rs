@@ -36,6 +36,7 @@ pub struct Settings {
     pub authentik: AuthentikSettings,
     pub notifications: NotificationSettings,
     pub shutdown: ShutdownSettings,
+    pub watchdog: WatchdogSettings,
     pub log: LogSettings,
 }
 
@@ -218,6 +219,15 @@ pub struct NotificationSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct WatchdogSettings {
+    /// How long a component may hold partitions with lag without finishing any work.
+    pub deadline_secs: u64,
+    /// How often lag is read from the broker.
+    pub interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ShutdownSettings {
     pub drain_timeout_secs: u64,
 }
@@ -336,6 +346,15 @@ impl Settings {
             return Err(invalid(
                 "notifications.sweep_interval_secs",
                 "must be at least 1",
+            ));
+        }
+        if self.watchdog.interval_secs == 0 {
+            return Err(invalid("watchdog.interval_secs", "must be at least 1"));
+        }
+        if self.watchdog.deadline_secs < self.watchdog.interval_secs {
+            return Err(invalid(
+                "watchdog.deadline_secs",
+                "must be at least watchdog.interval_secs",
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {

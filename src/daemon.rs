@@ -117,25 +117,31 @@ async fn run_kafka(
     let control_reader = kafka::reader(&settings, "control-reader")?;
     let tail = kafka::reader(&settings, "notification-tail")?;
     let probe = Arc::new(kafka::reader(&settings, "probe")?);
-    let owner = effects::owner_consumer(&settings, metrics.clone())?;
+    let owner_beat = crate::watchdog::Beat::new();
+    let pipeline_beat = crate::watchdog::Beat::new();
+    let _ = health.owner.set(owner_beat.clone());
+    let _ = health.pipeline.set(pipeline_beat.clone());
+    let owner = effects::owner_consumer(&settings, metrics.clone(), owner_beat.clone())?;
     let t = settings.topics.clone();
 
     // Every topic must exist; the control and notification topics are read in full.
-    let Some((control_parts, tail_parts)) = until_ok("the broker and topics", &mut stop, || {
-        for (key, name) in t.all() {
-            kafka::partitions(&probe, key, name, METADATA_TIMEOUT)?;
-        }
-        Ok::<_, KafkaSetupError>((
-            kafka::partitions(&probe, "topics.control", &t.control, METADATA_TIMEOUT)?,
-            kafka::partitions(
-                &probe,
-                "topics.notifications",
-                &t.notifications,
-                METADATA_TIMEOUT,
-            )?,
-        ))
-    })
-    .await
+    let Some((control_parts, tail_parts, events_parts)) =
+        until_ok("the broker and topics", &mut stop, || {
+            for (key, name) in t.all() {
+                kafka::partitions(&probe, key, name, METADATA_TIMEOUT)?;
+            }
+            Ok::<_, KafkaSetupError>((
+                kafka::partitions(&probe, "topics.control", &t.control, METADATA_TIMEOUT)?,
+                kafka::partitions(
+                    &probe,
+                    "topics.notifications",
+                    &t.notifications,
+                    METADATA_TIMEOUT,
+                )?,
+                kafka::partitions(&probe, "topics.events", &t.events, METADATA_TIMEOUT)?,
+            ))
+        })
+        .await
     else {
         return Ok(());
     };
@@ -265,8 +271,9 @@ async fn run_kafka(
         stop.clone(),
     )));
 
-    let events = pipeline::consumer(&settings, metrics.clone())?;
-    let pipeline_task = tokio::spawn(pipeline::run(
+    let events = pipeline::consumer(&settings, metrics.clone(), pipeline_beat.clone())?;
+    let pipeline_health = health.clone();
+    let pipeline_run = pipeline::run(
         events,
         PipelineDeps {
             settings: settings.clone(),
@@ -277,8 +284,34 @@ async fn run_kafka(
             tail_watermarks,
         },
         stop.clone(),
-    ));
+    );
+    let pipeline_task = tokio::spawn(async move {
+        pipeline_run.await;
+        // However it ended, the instance is no longer consuming: not ready.
+        pipeline_health.consuming.store(false, Ordering::SeqCst);
+    });
     health.consuming.store(true, Ordering::SeqCst);
+    tasks.push(tokio::spawn(crate::watchdog::run(
+        settings.clone(),
+        vec![
+            crate::watchdog::Watched {
+                name: "pipeline",
+                beat: pipeline_beat,
+                group: settings.kafka.group_id.clone(),
+                topic: t.events.clone(),
+                partitions: events_parts.clone(),
+            },
+            crate::watchdog::Watched {
+                name: "control_owner",
+                beat: owner_beat,
+                group: settings.kafka.control_group_id.clone(),
+                topic: t.control.clone(),
+                partitions: control_parts.clone(),
+            },
+        ],
+        metrics.clone(),
+        stop.clone(),
+    )));
     tracing::info!("ready");
 
     // Housekeeping: expire notifications, watch the broker connection.

@@ -47,11 +47,35 @@ pub struct OwnerContext {
     /// Set on every assignment: the loop must scan the results topic before emitting.
     takeover: AtomicBool,
     metrics: Metrics,
+    /// Progress and held partitions, for the watchdog and `/readyz`.
+    beat: Arc<crate::watchdog::Beat>,
+    group: String,
 }
 
 impl ClientContext for OwnerContext {}
 
 impl ConsumerContext for OwnerContext {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        if let Err(e) = result {
+            if !matches!(
+                e,
+                rdkafka::error::KafkaError::ConsumerCommit(
+                    rdkafka::types::RDKafkaErrorCode::NoOffset
+                )
+            ) {
+                self.metrics
+                    .commit_errors
+                    .with_label_values(&[&self.group])
+                    .inc();
+                tracing::warn!(error = %e, partitions = offsets.count(), "committing control offsets failed");
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(_) = rebalance {
             // Hand over cleanly: commit what was emitted so the next owner starts after it.
@@ -61,6 +85,7 @@ impl ConsumerContext for OwnerContext {
             if let Ok(mut owned) = self.owned.lock() {
                 owned.clear();
             }
+            self.beat.revoked();
             self.metrics.control_owner.set(0);
             tracing::info!("control partition revoked: no longer emitting control side effects");
         }
@@ -73,6 +98,10 @@ impl ConsumerContext for OwnerContext {
                 tracing::info!(partitions = ?parts, "control partition assigned: emitting control side effects");
                 self.takeover.store(true, Ordering::SeqCst);
                 self.metrics.control_owner.set(1);
+            }
+            self.beat.assigned(parts.clone());
+            if parts.is_empty() {
+                self.metrics.control_owner.set(0);
             }
             if let Ok(mut owned) = self.owned.lock() {
                 *owned = parts;
@@ -90,6 +119,7 @@ impl OwnerContext {
 pub fn owner_consumer(
     settings: &Settings,
     metrics: Metrics,
+    beat: Arc<crate::watchdog::Beat>,
 ) -> Result<StreamConsumer<OwnerContext>, rdkafka::error::KafkaError> {
     let mut cfg = kafka::group_config(settings, &settings.kafka.control_group_id);
     cfg.set("statistics.interval.ms", "0");
@@ -97,6 +127,8 @@ pub fn owner_consumer(
         owned: Mutex::new(Vec::new()),
         takeover: AtomicBool::new(false),
         metrics,
+        beat,
+        group: settings.kafka.control_group_id.clone(),
     })
 }
 
@@ -342,6 +374,7 @@ pub async fn run_control_owner(
         if let Err(e) = stored {
             tracing::warn!(error = %e, "storing control offset");
         }
+        consumer.context().beat.progress();
     }
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(error = %e, "final control commit (nothing stored is fine)");

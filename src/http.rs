@@ -1,6 +1,7 @@
 //! `GET /metrics`, `GET /healthz` and `GET /readyz`.
 
 use crate::metrics::Metrics;
+use crate::watchdog::Beat;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -12,23 +13,42 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// What `/readyz` reports. Each flag is written by the task that owns that condition and read
-/// by the HTTP handler; atomics, since they are independent booleans.
+/// What `/readyz` and `/healthz` report. Each flag is written by the task that owns that
+/// condition and read by the HTTP handler; atomics, since they are independent booleans.
 #[derive(Debug, Default)]
 pub struct Health {
     /// The policy set and the notification index have caught up with their topics.
     pub caught_up: AtomicBool,
-    /// The event consumer is subscribed.
+    /// The event pipeline task is running (cleared when it ends, for whatever reason).
     pub consuming: AtomicBool,
     /// The last broker metadata request succeeded.
     pub connected: AtomicBool,
+    /// The event pipeline's progress (set once, when it starts).
+    pub pipeline: std::sync::OnceLock<Arc<Beat>>,
+    /// The control owner's progress (set once, when it starts).
+    pub owner: std::sync::OnceLock<Arc<Beat>>,
 }
 
 impl Health {
+    fn stalled(&self) -> bool {
+        [&self.pipeline, &self.owner]
+            .iter()
+            .any(|b| b.get().is_some_and(|b| b.stalled()))
+    }
+
+    /// Ready: caught up, connected, the pipeline running and a member of its group (it has
+    /// received an assignment, an empty one included), and nothing stalled.
     pub fn ready(&self) -> bool {
         self.caught_up.load(Ordering::SeqCst)
             && self.consuming.load(Ordering::SeqCst)
             && self.connected.load(Ordering::SeqCst)
+            && self.pipeline.get().is_some_and(|b| b.joined())
+            && !self.stalled()
+    }
+
+    /// Alive: not stalled (see [`crate::watchdog`]).
+    pub fn alive(&self) -> bool {
+        !self.stalled()
     }
 
     fn report(&self) -> serde_json::Value {
@@ -37,6 +57,9 @@ impl Health {
             "caught_up": self.caught_up.load(Ordering::SeqCst),
             "consuming": self.consuming.load(Ordering::SeqCst),
             "connected": self.connected.load(Ordering::SeqCst),
+            "event_partitions": self.pipeline.get().map(|b| b.held().len()),
+            "control_owner": self.owner.get().map(|b| !b.held().is_empty()),
+            "stalled": self.stalled(),
         })
     }
 }
@@ -62,8 +85,15 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn healthz() -> impl IntoResponse {
-    (StatusCode::OK, "ok\n")
+async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+    if s.health.alive() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stalled: no progress while work is waiting (see the logs and eventmatchd_stalled)\n",
+        )
+    }
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {

@@ -28,6 +28,7 @@
 //! * [`effects`]: control side effects, emitted once by the control partition's owner.
 //! * [`kafka`]: client settings, the retrying output producer, topic creation.
 //! * [`metrics`], [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
+//! * [`watchdog`]: group lag from committed offsets, and "no progress while work waits".
 //! * [`tools`]: helper subcommands (send, tail, probe).
 //!
 //! Outside `src/`: `benches/` (criterion benches and their workload, BENCHMARKS.md),
@@ -56,3 +57,4 @@ pub mod replay;
 pub mod rules;
 pub mod tools;
 pub mod validate;
+pub mod watchdog;

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub processing_latency: Histogram,
     pub control_apply_latency: Histogram,
     pub producer_errors: IntCounter,
+    pub group_lag: IntGaugeVec,
+    pub stalled: IntGaugeVec,
+    pub progress_age: prometheus::GaugeVec,
+    pub commit_errors: IntCounterVec,
     pub records_rejected: IntCounterVec,
     pub catch_up_seconds: prometheus::GaugeVec,
     pub ready: IntGauge,
@@ -88,6 +92,14 @@ impl Metrics {
             &["topic"],
         ));
         must(registry.register(Box::new(catch_up_seconds.clone())));
+        let progress_age = must(prometheus::GaugeVec::new(
+            Opts::new(
+                "eventmatchd_progress_age_seconds",
+                "Seconds since the component last finished work while holding partitions (0 when it holds none)",
+            ),
+            &["component"],
+        ));
+        must(registry.register(Box::new(progress_age.clone())));
         let uptime_seconds = must(Gauge::new(
             "eventmatchd_uptime_seconds",
             "Seconds since the daemon started",
@@ -166,6 +178,22 @@ impl Metrics {
                 "eventmatchd_records_rejected_total",
                 "Output records the broker or librdkafka refused permanently (too large, invalid), by output topic; replaced by a compact dead letter or a 413 result",
                 &["topic"],
+            ),
+            group_lag: gauge_vec(
+                "eventmatchd_group_lag",
+                "End offset minus the group's committed offset, per partition, read by the watchdog from the broker (independent of the pipeline)",
+                &["group", "topic", "partition"],
+            ),
+            stalled: gauge_vec(
+                "eventmatchd_stalled",
+                "1 while the component holds partitions with lag and has made no progress for watchdog.deadline_secs",
+                &["component"],
+            ),
+            progress_age,
+            commit_errors: counter_vec(
+                "eventmatchd_commit_errors_total",
+                "Offset commits that failed, by consumer group",
+                &["group"],
             ),
             producer_errors: counter(
                 "eventmatchd_producer_errors_total",

@@ -27,6 +27,7 @@ use crate::engine::{Engine, OutRecord, OutTopic, RecordSource};
 use crate::kafka::{self, Output};
 use crate::metrics::Metrics;
 use crate::readers::{Progress, Reach};
+use crate::watchdog::Beat;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use rdkafka::client::ClientContext;
@@ -52,6 +53,9 @@ pub struct PipelineContext {
     /// Partitions revoked since the batch being collected began; its records of them are
     /// dropped. Written by the callback inside `recv()`, read by the same task after it.
     revoked: std::sync::Mutex<Vec<i32>>,
+    /// Progress and held partitions, for the watchdog and `/readyz`.
+    pub beat: Arc<Beat>,
+    group: String,
 }
 
 impl ClientContext for PipelineContext {
@@ -71,11 +75,34 @@ impl ClientContext for PipelineContext {
 }
 
 impl ConsumerContext for PipelineContext {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        if let Err(e) = result {
+            // "No offset stored" is an auto-commit with nothing new: not a failure.
+            if !matches!(
+                e,
+                rdkafka::error::KafkaError::ConsumerCommit(
+                    rdkafka::types::RDKafkaErrorCode::NoOffset
+                )
+            ) {
+                self.metrics
+                    .commit_errors
+                    .with_label_values(&[&self.group])
+                    .inc();
+                tracing::warn!(error = %e, partitions = offsets.count(), "committing event offsets failed");
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             if let Ok(mut revoked) = self.revoked.lock() {
                 revoked.extend(tpl.elements().iter().map(|e| e.partition()));
             }
+            self.beat.revoked();
             // Nothing is in flight (see the module doc): commit everything stored, now.
             match consumer.commit_consumer_state(CommitMode::Sync) {
                 Ok(()) => tracing::info!(
@@ -97,6 +124,8 @@ impl ConsumerContext for PipelineContext {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = tpl.count(), "event partitions assigned");
+                self.beat
+                    .assigned(tpl.elements().iter().map(|e| e.partition()).collect());
                 self.assigned.store(true, Ordering::SeqCst);
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
@@ -108,11 +137,14 @@ impl ConsumerContext for PipelineContext {
 pub fn consumer(
     settings: &Settings,
     metrics: Metrics,
+    beat: Arc<Beat>,
 ) -> Result<StreamConsumer<PipelineContext>, rdkafka::error::KafkaError> {
     kafka::group_config(settings, &settings.kafka.group_id).create_with_context(PipelineContext {
         metrics,
         assigned: AtomicBool::new(false),
         revoked: std::sync::Mutex::new(Vec::new()),
+        beat,
+        group: settings.kafka.group_id.clone(),
     })
 }
 
@@ -240,6 +272,7 @@ pub async fn run(
             // The partition was revoked meanwhile: the next owner reprocesses (idempotently).
             tracing::debug!(error = %e, "storing offsets");
         }
+        consumer.context().beat.progress();
         let now = Utc::now();
         for m in &batch {
             if let Some(ts) = message_time(m) {

@@ -500,8 +500,13 @@ fn kubernetes_sidecar_is_consistent() {
         .and_then(|p| p["containerPort"].as_i64())
         .expect("a metrics port");
     assert_eq!(s(&c["livenessProbe"]["httpGet"]["path"]), "/healthz");
-    assert_eq!(s(&c["readinessProbe"]["httpGet"]["path"]), "/readyz");
-    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+    // A sidecar's readiness is its pod's: a Kafka outage must not take authentik out of
+    // service, so the sidecar has no readiness probe (README "Kubernetes sidecar").
+    assert!(
+        c["readinessProbe"].is_null(),
+        "no readiness probe on the sidecar"
+    );
+    for probe in ["livenessProbe", "startupProbe"] {
         assert_eq!(s(&c[probe]["httpGet"]["port"]), "metrics", "{probe}");
     }
     let ann = &pod["metadata"]["annotations"];

@@ -52,6 +52,10 @@ fn readme_metrics_reference_lists_exactly_the_registered_metrics() {
     m.catch_up_seconds.with_label_values(&["x"]);
     m.notifications_dropped.with_label_values(&["x"]);
     m.records_rejected.with_label_values(&["x"]);
+    m.group_lag.with_label_values(&["g", "t", "0"]);
+    m.stalled.with_label_values(&["x"]);
+    m.progress_age.with_label_values(&["x"]);
+    m.commit_errors.with_label_values(&["x"]);
     let registered: std::collections::BTreeSet<String> = m.names().into_iter().collect();
     assert_eq!(registered, documented_metrics());
 }

@@ -1,0 +1,236 @@
+//! The watchdog: is work waiting that nobody makes progress on?
+//!
+//! The pipeline and the control owner each record a heartbeat whenever they finish a unit of
+//! work. Independently of them (so that it sees a wedged pipeline, which stops calling `recv()`
+//! and with it librdkafka's statistics), a task reads every few seconds the topic ends and the
+//! groups' committed offsets, and publishes the lag from them. When this instance holds
+//! partitions with lag and its heartbeat is older than `watchdog.deadline_secs`, it is stalled:
+//! `/healthz` answers 503 (a liveness probe restarts it) and `/readyz` is not ready, until
+//! progress resumes.
+
+use crate::kafka::{self, ReaderContext};
+use crate::metrics::Metrics;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// One component's progress, written by its task and read by the watchdog. Atomics and a
+/// short-held mutex: the writer touches them once per batch, the reader every few seconds.
+#[derive(Debug, Default)]
+pub struct Beat {
+    /// Unix ms of the last finished unit of work (or of start).
+    last_ms: AtomicI64,
+    /// The partitions this component holds now (set by the rebalance callbacks).
+    held: Mutex<Vec<i32>>,
+    /// At least one assignment has been received (an empty one included).
+    joined: AtomicBool,
+    stalled: AtomicBool,
+}
+
+impl Beat {
+    pub fn new() -> Arc<Beat> {
+        let b = Beat::default();
+        b.last_ms.store(now_ms(), Ordering::Relaxed);
+        Arc::new(b)
+    }
+
+    /// A unit of work finished (a batch acknowledged, a command emitted).
+    pub fn progress(&self) {
+        self.last_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    pub fn assigned(&self, parts: Vec<i32>) {
+        if let Ok(mut h) = self.held.lock() {
+            *h = parts;
+        }
+        self.joined.store(true, Ordering::Relaxed);
+        // A new assignment starts the clock again: catching up after a takeover is progress.
+        self.progress();
+    }
+
+    pub fn revoked(&self) {
+        if let Ok(mut h) = self.held.lock() {
+            h.clear();
+        }
+    }
+
+    pub fn held(&self) -> Vec<i32> {
+        self.held.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    pub fn joined(&self) -> bool {
+        self.joined.load(Ordering::Relaxed)
+    }
+
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+
+    fn age(&self) -> Duration {
+        Duration::from_millis((now_ms() - self.last_ms.load(Ordering::Relaxed)).max(0) as u64)
+    }
+}
+
+/// Whether a component is stalled: it holds partitions with work waiting and has made no
+/// progress for longer than the deadline. Pure, for the tests.
+pub fn is_stalled(lag_of_held: i64, age: Duration, deadline: Duration) -> bool {
+    lag_of_held > 0 && age > deadline
+}
+
+/// What the watchdog watches.
+pub struct Watched {
+    pub name: &'static str,
+    pub beat: Arc<Beat>,
+    pub group: String,
+    pub topic: String,
+    pub partitions: Vec<i32>,
+}
+
+/// Lag per partition of a group on a topic: end offset minus committed offset (the start of
+/// the partition when nothing is committed).
+fn group_lag(
+    probe: &BaseConsumer<ReaderContext>,
+    offsets: &BaseConsumer,
+    topic: &str,
+    parts: &[i32],
+) -> Option<HashMap<i32, i64>> {
+    let mut tpl = TopicPartitionList::new();
+    for &p in parts {
+        tpl.add_partition(topic, p);
+    }
+    let committed = offsets
+        .committed_offsets(tpl, Duration::from_secs(5))
+        .ok()?;
+    let mut lag = HashMap::new();
+    for e in committed.elements() {
+        let (low, high) = probe
+            .fetch_watermarks(topic, e.partition(), Duration::from_secs(5))
+            .ok()?;
+        let from = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        lag.insert(e.partition(), (high - from).max(0));
+    }
+    Some(lag)
+}
+
+/// Runs until shutdown: publishes group lag and the stalled flags.
+pub async fn run(
+    settings: crate::config::Settings,
+    watched: Vec<Watched>,
+    metrics: Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let deadline = Duration::from_secs(settings.watchdog.deadline_secs);
+    let every = Duration::from_secs(settings.watchdog.interval_secs);
+    let probe: BaseConsumer<ReaderContext> =
+        match kafka::reader_config(&settings, "watchdog").create_with_context(ReaderContext) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "watchdog: cannot create its consumer; not watching");
+                return;
+            }
+        };
+    // One client per group to read its committed offsets (never subscribed: it does not join).
+    let mut offsets: Vec<BaseConsumer> = Vec::new();
+    for w in &watched {
+        match kafka::reader_config(&settings, "watchdog-offsets")
+            .set("group.id", &w.group)
+            .create()
+        {
+            Ok(c) => offsets.push(c),
+            Err(e) => {
+                tracing::error!(error = %e, "watchdog: cannot create its consumer; not watching");
+                return;
+            }
+        }
+    }
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        for (w, off) in watched.iter().zip(&offsets) {
+            let Some(lag) =
+                tokio::task::block_in_place(|| group_lag(&probe, off, &w.topic, &w.partitions))
+            else {
+                // The broker is not answering: nothing is known to be waiting.
+                continue;
+            };
+            for (p, l) in &lag {
+                metrics
+                    .group_lag
+                    .with_label_values(&[&w.group, &w.topic, &p.to_string()])
+                    .set(*l);
+            }
+            let held = w.beat.held();
+            let waiting: i64 = held.iter().filter_map(|p| lag.get(p)).sum();
+            let age = w.beat.age();
+            metrics
+                .progress_age
+                .with_label_values(&[w.name])
+                .set(if held.is_empty() {
+                    0.0
+                } else {
+                    age.as_secs_f64()
+                });
+            let stalled = is_stalled(waiting, age, deadline);
+            if stalled != w.beat.stalled.swap(stalled, Ordering::Relaxed) {
+                if stalled {
+                    tracing::error!(
+                        component = w.name,
+                        waiting,
+                        seconds = age.as_secs(),
+                        "no progress while work is waiting: stalled (/healthz answers 503)"
+                    );
+                } else {
+                    tracing::info!(component = w.name, "progress again: no longer stalled");
+                }
+            }
+            metrics
+                .stalled
+                .with_label_values(&[w.name])
+                .set(i64::from(stalled));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stalled_needs_waiting_work_and_an_old_beat() {
+        let d = Duration::from_secs(60);
+        assert!(is_stalled(5, Duration::from_secs(61), d));
+        assert!(
+            !is_stalled(0, Duration::from_secs(600), d),
+            "idle is healthy"
+        );
+        assert!(!is_stalled(5, Duration::from_secs(59), d));
+    }
+
+    #[test]
+    fn an_assignment_restarts_the_clock() {
+        let b = Beat::new();
+        b.last_ms.store(0, Ordering::Relaxed);
+        assert!(b.age() > Duration::from_secs(1000));
+        assert!(!b.joined());
+        b.assigned(vec![0, 2]);
+        assert!(b.age() < Duration::from_secs(5));
+        assert_eq!(b.held(), vec![0, 2]);
+        b.revoked();
+        assert!(b.held().is_empty());
+        assert!(b.joined());
+    }
+}
