@@ -221,16 +221,26 @@ fn invalid(errors: Errors) -> Response {
 /// Whether a record is a command on a notification (seen PATCH, DELETE, `mark_all_seen`).
 /// Those act on the notification index rather than the policy set, so the daemon applies them
 /// only where it emits their effects. Unparsable records are not.
+///
+/// The record is read exactly as [`execute`] reads it (a `Value`, so a repeated `"path"` key
+/// means its last value for both): the two can never disagree on what a command is.
 pub fn is_notification_command(payload: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        path: Option<String>,
-    }
-    serde_json::from_slice::<Probe>(payload)
+    serde_json::from_slice::<Value>(payload)
         .ok()
-        .and_then(|p| p.path)
-        .and_then(|p| Route::parse(&p).ok())
+        .as_ref()
+        .and_then(|v| v.get("path"))
+        .and_then(Value::as_str)
+        .and_then(|p| Route::parse(p).ok())
         .is_some_and(|r| r.resource() == Resource::Notification)
+}
+
+/// The methods that become a metrics label as they are; anything else is "other", so the
+/// label set stays bounded whatever a control record carries.
+fn method_label(method: &str) -> String {
+    match method {
+        "POST" | "PUT" | "PATCH" | "DELETE" | "GET" | "HEAD" | "OPTIONS" => method.to_string(),
+        _ => "other".to_string(),
+    }
 }
 
 /// Parses, validates and applies one control record.
@@ -241,6 +251,7 @@ pub fn execute(
     payload: &[u8],
     source: CommandSource,
     max_value_bytes: usize,
+    time: Option<chrono::DateTime<chrono::Utc>>,
 ) -> CommandOutcome {
     let mut out = CommandOutcome {
         result: CommandResult {
@@ -302,7 +313,7 @@ pub fn execute(
         out.result.body = errors.to_value();
         return out;
     };
-    out.method_label = method.clone();
+    out.method_label = method_label(&method);
 
     let Ok(route) = Route::parse(path) else {
         let r = not_found();
@@ -365,6 +376,7 @@ pub fn execute(
             body,
             &mut out.effects,
             source.offset.max(0) as u64 + 1,
+            time,
         ),
         Route::Notifications => not_found(),
     };
@@ -795,6 +807,7 @@ fn mark_all_seen(
     body: &Map<String, Value>,
     effects: &mut Vec<NotificationEffect>,
     version: u64,
+    time: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Response {
     let user = match body.get("user") {
         None => return invalid(Errors::single("user", REQUIRED)),
@@ -808,7 +821,9 @@ fn mark_all_seen(
             }
         },
     };
-    for n in index.mark_all_seen(&user, version) {
+    // authentik marks what is unseen when the request is made: a command replayed later
+    // (offsets lost, a new control group) must not mark notifications created after it.
+    for n in index.mark_all_seen(&user, version, time) {
         effects.push(NotificationEffect::Upsert(n));
     }
     Response {
@@ -833,6 +848,11 @@ mod tests {
             br#"{"method":"POST","path":"/events/rules/"}"#
         ));
         assert!(!is_notification_command(b"garbage"));
+        // A repeated "path" means its last value, as `execute` reads it.
+        let twice = br#"{"method":"PATCH","path":"/events/rules/6b0f9c4e-0000-4000-8000-000000000000/","path":"/events/notifications/6b0f9c4e-0000-4000-8000-000000000000/","body":{}}"#;
+        assert!(is_notification_command(twice));
+        let twice = br#"{"method":"PATCH","path":"/events/notifications/6b0f9c4e-0000-4000-8000-000000000000/","path":"/events/rules/6b0f9c4e-0000-4000-8000-000000000000/","body":{}}"#;
+        assert!(!is_notification_command(twice));
         assert!(!is_notification_command(br#"{"path": 5}"#));
     }
 

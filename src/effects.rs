@@ -303,6 +303,10 @@ pub async fn run_control_owner(
             tracing::info!(already_emitted = ?emitted, "took over control side effects");
         }
         let (p, o) = (msg.partition(), msg.offset());
+        let sent_at = msg
+            .timestamp()
+            .to_millis()
+            .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis);
         // Our reader must have applied this command (and all before it) first.
         let target: HashMap<i32, i64> = [(p, o + 1)].into_iter().collect();
         if !deps
@@ -328,12 +332,13 @@ pub async fn run_control_owner(
                             break;
                         }
                     }
-                    let out = deps.engine.apply_command(
+                    let out = deps.engine.apply_command_at(
                         &payload,
                         CommandSource {
                             partition: p,
                             offset: o,
                         },
+                        sent_at,
                     );
                     deps.metrics
                         .control_commands

@@ -302,6 +302,17 @@ impl Engine {
 
     /// Applies one control record and publishes the next snapshot if it changed.
     pub fn apply_command(&self, payload: &[u8], source: CommandSource) -> ControlOutcome {
+        self.apply_command_at(payload, source, None)
+    }
+
+    /// [`apply_command`](Self::apply_command) with the command record's time, which bounds
+    /// what `mark_all_seen` reaches (notifications created up to then).
+    pub fn apply_command_at(
+        &self,
+        payload: &[u8],
+        source: CommandSource,
+        time: Option<DateTime<Utc>>,
+    ) -> ControlOutcome {
         let mut retired = match self.writer.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -320,6 +331,7 @@ impl Engine {
             payload,
             source,
             self.max_record_bytes.saturating_sub(RECORD_OVERHEAD),
+            time,
         );
         let mut result = result;
         let mut next = next;

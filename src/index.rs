@@ -451,7 +451,14 @@ impl NotificationIndex {
     /// Marks every unseen notification of a user seen (at `version`); returns the changed
     /// ones, oldest first (by `created`, then pk), so the emitted records come in a stable
     /// order.
-    pub fn mark_all_seen(&self, user: &str, version: u64) -> Vec<Arc<Notification>> {
+    /// With `created_until`, notifications created after it are left alone (the command's
+    /// own time: one replayed later must not reach newer notifications).
+    pub fn mark_all_seen(
+        &self,
+        user: &str,
+        version: u64,
+        created_until: Option<DateTime<Utc>>,
+    ) -> Vec<Arc<Notification>> {
         let mut changed = Vec::new();
         for mut entry in self.map.iter_mut() {
             let held = entry.value_mut();
@@ -459,6 +466,13 @@ impl NotificationIndex {
                 continue;
             }
             let mut n = held.full();
+            let newer = created_until.is_some_and(|until| {
+                DateTime::parse_from_rfc3339(&n.created)
+                    .is_ok_and(|c| c.with_timezone(&Utc) > until)
+            });
+            if newer {
+                continue;
+            }
             n.seen = true;
             n.version = n.version.max(version);
             *held = Arc::new(Held::new(&n, held.derived(), held.expires));
@@ -557,7 +571,7 @@ mod tests {
             panic!("held")
         };
         assert_eq!(after.body, built.body);
-        assert_eq!(idx.mark_all_seen("7", 1).len(), 0, "already seen");
+        assert_eq!(idx.mark_all_seen("7", 1, None).len(), 0, "already seen");
 
         // A record whose body is not what its event renders to keeps its own body.
         let mut foreign = built.clone();
@@ -647,13 +661,13 @@ mod tests {
         idx.insert_new(held(1, 7, "2024-01-02T00:00:00Z", "2030-01-01T00:00:00Z"));
         idx.insert_new(held(2, 7, "2024-01-01T00:00:00Z", "2030-01-01T00:00:00Z"));
         idx.insert_new(held(3, 8, "2024-01-01T00:00:00Z", "2030-01-01T00:00:00Z"));
-        let changed = idx.mark_all_seen("7", 1);
+        let changed = idx.mark_all_seen("7", 1, None);
         assert_eq!(
             changed.iter().map(|n| n.pk.as_u128()).collect::<Vec<_>>(),
             vec![2, 1]
         );
         assert!(
-            idx.mark_all_seen("7", 1).is_empty(),
+            idx.mark_all_seen("7", 1, None).is_empty(),
             "nothing left to change"
         );
         assert!(!idx.get(&Uuid::from_u128(3)).expect("held").seen);
@@ -782,5 +796,21 @@ mod tests {
             !idx.insert_new(held(3, 7, "2024-02-01T00:00:00Z", "2030-01-01T00:00:00Z")),
             "an evicted pk is not re-created"
         );
+    }
+
+    /// Issue 9 item 7: a `mark_all_seen` replayed long after it was sent does not reach
+    /// notifications created after it.
+    #[test]
+    fn mark_all_seen_stops_at_the_commands_time() {
+        let idx = NotificationIndex::new(10);
+        idx.insert_new(held(1, 7, "2024-01-01T00:00:00Z", "2030-01-01T00:00:00Z"));
+        idx.insert_new(held(2, 7, "2024-03-01T00:00:00Z", "2030-01-01T00:00:00Z"));
+        let sent = DateTime::parse_from_rfc3339("2024-02-01T00:00:00Z")
+            .expect("ts")
+            .with_timezone(&Utc);
+        let changed = idx.mark_all_seen("7", 5, Some(sent));
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].pk, Uuid::from_u128(1));
+        assert!(!idx.get(&Uuid::from_u128(2)).expect("held").seen);
     }
 }

@@ -275,17 +275,36 @@ impl<'de> serde::de::Visitor<'de> for Transcode<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         use serde::de::Error;
         self.out.push('{');
+        // Repeated keys are found with a linear scan while the object is small (most are), and
+        // with a hash set past that, so a context with many keys stays linear overall.
+        const SCAN: usize = 16;
         let mut keys: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        let mut seen: std::collections::HashSet<std::borrow::Cow<'de, str>> =
+            std::collections::HashSet::new();
+        let mut count = 0usize;
         while let Some(key) = map.next_key_seed(Key)? {
-            if keys.contains(&key) {
+            let repeated = if count < SCAN {
+                keys.contains(&key)
+            } else {
+                if seen.is_empty() {
+                    seen.extend(keys.drain(..));
+                }
+                seen.contains(&key)
+            };
+            if repeated {
                 return Err(A::Error::custom("repeated key"));
             }
-            if !keys.is_empty() {
+            if count > 0 {
                 self.out.push_str(", ");
             }
             write_str(self.out, &key);
             self.out.push_str(": ");
-            keys.push(key);
+            if count < SCAN {
+                keys.push(key);
+            } else {
+                seen.insert(key);
+            }
+            count += 1;
             map.next_value_seed(Transcode {
                 out: &mut *self.out,
             })?;
@@ -366,6 +385,23 @@ mod tests {
         // What the fallback prints for a repeated key: first position, last value.
         let v: Value = serde_json::from_str(r#"{"a": 1, "b": 2, "a": 3}"#).expect("valid");
         assert_eq!(repr(&v), "{'a': 3, 'b': 2}");
+    }
+
+    /// Issue 9 item 7: many keys (past the linear-scan size) are checked through a set; a
+    /// repeat anywhere is still found, and distinct keys still render.
+    #[test]
+    fn many_keys_are_checked_for_repeats() {
+        let keys: Vec<String> = (0..500).map(|i| format!("\"k{i}\": {i}")).collect();
+        let text = format!("{{{}}}", keys.join(", "));
+        let mut out = String::new();
+        assert!(write_repr_json(&mut out, &text));
+        let v: Value = serde_json::from_str(&text).expect("valid");
+        assert_eq!(out, repr(&v));
+        for dup in ["k3", "k20", "k499"] {
+            let text = format!("{{{}, \"{dup}\": 0}}", keys.join(", "));
+            let mut out = String::new();
+            assert!(!write_repr_json(&mut out, &text), "{dup}");
+        }
     }
 
     #[test]

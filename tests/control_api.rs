@@ -501,3 +501,15 @@ fn every_successful_command_bumps_the_version_once() {
     assert_eq!((a.status, a.version), (200, 4));
     assert!(a.outcome.changed);
 }
+
+/// Issue 9 item 7: the method label of metrics is bounded, whatever a record carries.
+#[test]
+fn method_labels_are_bounded() {
+    let e = engine();
+    let mut c = Control::new(&e);
+    let a = c.send("FROBNICATE-1234", "/events/rules/", json!({}));
+    assert_eq!(a.status, 405);
+    assert_eq!(a.outcome.method, "other");
+    let a = c.send("patch", "/events/rules/", json!({}));
+    assert_eq!(a.outcome.method, "PATCH");
+}

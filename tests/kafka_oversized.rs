@@ -171,3 +171,48 @@ fn oversized_dead_letters_and_outputs_never_wedge() {
         "SIGTERM within the drain deadline"
     );
 }
+
+/// The same poison records under two daemons with a short `max.poll.interval.ms`: neither
+/// wedges (before the fix, the partition moved after the interval and the next instance
+/// wedged on the same record).
+#[test]
+fn two_daemons_with_a_short_poll_interval_never_wedge() {
+    let env = TestEnv::new("oversized2", 2);
+    let producer = env.producer();
+    producer.send_all(&env.control, commands());
+    for p in 0..2 {
+        producer.send(&env.events, Some(&format!("p{p}-k1")), b"not json 1");
+        producer.send(&env.events, Some(&format!("p{p}-k2")), &vec![1u8; 200_000]);
+        producer.send(&env.events, Some(&format!("p{p}-k3")), b"not json 3");
+    }
+    producer.flush();
+    let opts = [
+        (
+            "EVENTMATCHD__KAFKA__PROPERTIES__SESSION__TIMEOUT__MS",
+            "6000",
+        ),
+        (
+            "EVENTMATCHD__KAFKA__PROPERTIES__HEARTBEAT__INTERVAL__MS",
+            "1000",
+        ),
+        (
+            "EVENTMATCHD__KAFKA__PROPERTIES__MAX__POLL__INTERVAL__MS",
+            "7000",
+        ),
+    ];
+    let mut a = helpers::kafka::Daemon::start(&env, "a", &opts);
+    let mut b = helpers::kafka::Daemon::start(&env, "b", &opts);
+    a.wait_ready(Duration::from_secs(30));
+    b.wait_ready(Duration::from_secs(30));
+    let dlq = read(&env.brokers, &env.dlq, 6, Duration::from_secs(40));
+    assert!(
+        dlq.len() >= 6,
+        "every poison record dead-lettered: {}",
+        dlq.len()
+    );
+    if let Err(e) = wait_events_committed(&env, Duration::from_secs(30)) {
+        panic!("committed offsets reach the end: {e}");
+    }
+    assert!(a.terminate(Duration::from_secs(30)).success());
+    assert!(b.terminate(Duration::from_secs(30)).success());
+}
