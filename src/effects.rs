@@ -60,20 +60,7 @@ impl ConsumerContext for OwnerContext {
         result: rdkafka::error::KafkaResult<()>,
         offsets: &TopicPartitionList,
     ) {
-        if let Err(e) = result {
-            if !matches!(
-                e,
-                rdkafka::error::KafkaError::ConsumerCommit(
-                    rdkafka::types::RDKafkaErrorCode::NoOffset
-                )
-            ) {
-                self.metrics
-                    .commit_errors
-                    .with_label_values(&[&self.group])
-                    .inc();
-                tracing::warn!(error = %e, partitions = offsets.count(), "committing control offsets failed");
-            }
-        }
+        kafka::note_commit(&self.metrics, &self.group, "control", &result, offsets);
     }
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

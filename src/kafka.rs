@@ -129,6 +129,23 @@ pub fn producer_config(settings: &Settings) -> ClientConfig {
     c
 }
 
+/// A group member's commit callback: failures are logged and counted; "no offset stored"
+/// (an auto-commit with nothing new) is not a failure.
+pub fn note_commit(
+    metrics: &Metrics,
+    group: &str,
+    what: &str,
+    result: &rdkafka::error::KafkaResult<()>,
+    offsets: &rdkafka::TopicPartitionList,
+) {
+    if let Err(e) = result {
+        if !matches!(e, KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) {
+            metrics.commit_errors.with_label_values(&[group]).inc();
+            tracing::warn!(error = %e, partitions = offsets.count(), "committing {what} offsets failed");
+        }
+    }
+}
+
 /// The configured name of each logical output topic.
 #[derive(Debug, Clone)]
 pub struct TopicNames {

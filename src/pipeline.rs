@@ -80,21 +80,7 @@ impl ConsumerContext for PipelineContext {
         result: rdkafka::error::KafkaResult<()>,
         offsets: &TopicPartitionList,
     ) {
-        if let Err(e) = result {
-            // "No offset stored" is an auto-commit with nothing new: not a failure.
-            if !matches!(
-                e,
-                rdkafka::error::KafkaError::ConsumerCommit(
-                    rdkafka::types::RDKafkaErrorCode::NoOffset
-                )
-            ) {
-                self.metrics
-                    .commit_errors
-                    .with_label_values(&[&self.group])
-                    .inc();
-                tracing::warn!(error = %e, partitions = offsets.count(), "committing event offsets failed");
-            }
-        }
+        kafka::note_commit(&self.metrics, &self.group, "event", &result, offsets);
     }
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

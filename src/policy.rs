@@ -86,14 +86,7 @@ impl EventMatcherPolicy {
 
     pub fn response(&self, bound_to: usize) -> PolicyResponse<'_> {
         PolicyResponse {
-            pk: self.pk,
-            name: &self.name,
-            execution_logging: self.execution_logging,
-            component: COMPONENT,
-            verbose_name: VERBOSE_NAME,
-            verbose_name_plural: VERBOSE_NAME_PLURAL,
-            meta_model_name: META_MODEL_NAME,
-            bound_to,
+            base: self.base_response(bound_to),
             action: self.action.as_deref(),
             client_ip: self.client_ip.as_deref(),
             app: self.app.as_deref(),
@@ -134,14 +127,9 @@ pub struct BasePolicyResponse<'a> {
 /// `query` (always null here: a policy with a query is refused).
 #[derive(Debug, Serialize)]
 pub struct PolicyResponse<'a> {
-    pub pk: Uuid,
-    pub name: &'a str,
-    pub execution_logging: bool,
-    pub component: &'static str,
-    pub verbose_name: &'static str,
-    pub verbose_name_plural: &'static str,
-    pub meta_model_name: &'static str,
-    pub bound_to: usize,
+    /// The base serializer's fields, first (flattened: one object, in order).
+    #[serde(flatten)]
+    pub base: BasePolicyResponse<'a>,
     pub action: Option<&'a str>,
     pub client_ip: Option<&'a str>,
     pub app: Option<&'a str>,

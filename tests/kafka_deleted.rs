@@ -7,6 +7,7 @@
 mod helpers;
 
 use helpers::kafka::{eventually, read_all, read_until, wait_events_committed, Daemon, TestEnv};
+use helpers::workload::{login_event, login_to_user};
 use serde_json::json;
 use std::time::Duration;
 
@@ -14,25 +15,11 @@ use std::time::Duration;
 fn a_deleted_notification_is_not_recreated_by_a_replay() {
     let mut env = TestEnv::new("deleted", 1);
     let producer = env.producer();
-    let (p, r) = (
-        "a3000000-0000-4000-8000-000000000001",
-        "b3000000-0000-4000-8000-000000000001",
-    );
-    producer.send_all(
-        &env.control,
-        [
-            json!({"id": "p", "method": "POST", "path": "/policies/event_matcher/", "body": {"pk": p, "name": "logins", "action": "login"}}),
-            json!({"id": "r", "method": "POST", "path": "/events/rules/", "body": {"pk": r, "name": "to the user", "destination_event_user": true}}),
-            json!({"id": "b", "method": "POST", "path": "/policies/bindings/", "body": {"policy": p, "target": r, "order": 0}}),
-        ],
-    );
+    producer.send_all(&env.control, login_to_user(3000000));
     for n in 1..=2 {
         producer.send_json(
             &env.events,
-            &json!({"pk": format!("e3000000-0000-4000-8000-00000000000{n}"), "user": {"pk": n, "username": "u"},
-                    "action": "login", "app": "authentik.events.signals", "context": {},
-                    "client_ip": "10.0.0.1", "created": "2024-09-13T14:05:42.170Z",
-                    "expires": "2099-01-01T00:00:00Z"}),
+            &login_event(&format!("e3000000-0000-4000-8000-00000000000{n}"), n),
         );
     }
     producer.flush();

@@ -8,6 +8,7 @@
 mod helpers;
 
 use helpers::kafka::{read_until, TestEnv, TestProducer};
+use helpers::workload::{login_event, login_to_user};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -18,18 +19,7 @@ const N: usize = 1_000;
 fn a_patch_right_after_the_notification_appears_never_404s() {
     let env = TestEnv::new("fresh", 3);
     let producer = env.producer();
-    let (p, r) = (
-        "a4000000-0000-4000-8000-000000000001",
-        "b4000000-0000-4000-8000-000000000001",
-    );
-    producer.send_all(
-        &env.control,
-        [
-            json!({"id": "p", "method": "POST", "path": "/policies/event_matcher/", "body": {"pk": p, "name": "logins", "action": "login"}}),
-            json!({"id": "r", "method": "POST", "path": "/events/rules/", "body": {"pk": r, "name": "to the user", "destination_event_user": true}}),
-            json!({"id": "b", "method": "POST", "path": "/policies/bindings/", "body": {"policy": p, "target": r, "order": 0}}),
-        ],
-    );
+    producer.send_all(&env.control, login_to_user(4000000));
     producer.flush();
     let mut d = env.start_daemon("d");
     d.wait_ready(Duration::from_secs(30));
@@ -41,10 +31,7 @@ fn a_patch_right_after_the_notification_appears_never_404s() {
             for n in 0..N {
                 p.send_json(
                     &topic,
-                    &json!({"pk": format!("e4000000-0000-4000-8000-{n:012}"), "user": {"pk": n + 1, "username": "u"},
-                            "action": "login", "app": "authentik.events.signals", "context": {},
-                            "client_ip": "10.0.0.1", "created": "2024-09-13T14:05:42.170Z",
-                            "expires": "2099-01-01T00:00:00Z"}),
+                    &login_event(&format!("e4000000-0000-4000-8000-{n:012}"), n as u64 + 1),
                 );
                 if n % 20 == 19 {
                     p.flush();

@@ -15,6 +15,7 @@
 mod helpers;
 
 use helpers::kafka::{eventually, latest_by_key, read_all, read_until, Daemon, TestEnv};
+use helpers::workload::{login_event, login_to_user};
 use serde_json::json;
 use std::collections::HashMap;
 use std::process::Command;
@@ -55,7 +56,7 @@ fn an_older_state_written_late_is_healed_on_tansu() {
     setup(&env);
     let mut d = Daemon::start(&env, "d", &FAST);
     d.wait_ready(Duration::from_secs(30));
-    producer.send_json(&env.events, &login_event());
+    producer.send_json(&env.events, &login());
     producer.flush();
     let first = read_until(
         &env.brokers,
@@ -65,11 +66,7 @@ fn an_older_state_written_late_is_healed_on_tansu() {
     );
     let n = first[0].key.clone().expect("pk");
     let unseen = first[0].raw.clone().expect("value");
-    producer.send_json(
-        &env.control,
-        &json!({"id": "seen", "method": "PATCH", "path": format!("/events/notifications/{n}/"), "body": {"seen": true}}),
-    );
-    producer.flush();
+    patch_seen(&env, &n, "seen");
     read_until(
         &env.brokers,
         &env.notifications,
@@ -95,28 +92,30 @@ fn an_older_state_written_late_is_healed_on_tansu() {
     assert!(d.terminate(Duration::from_secs(30)).success());
 }
 
-fn login_event() -> serde_json::Value {
-    json!({"pk": "e2000000-0000-4000-8000-000000000001", "user": {"pk": 7, "username": "jane"},
-           "action": "login", "app": "authentik.events.signals", "context": {},
-           "client_ip": "10.0.0.1", "created": "2024-09-13T14:05:42.170Z",
-           "expires": "2099-01-01T00:00:00Z"})
+fn login() -> serde_json::Value {
+    login_event("e2000000-0000-4000-8000-000000000001", 7)
 }
 
 fn setup(env: &TestEnv) {
     let producer = env.producer();
-    let (p, r) = (
-        "a2000000-0000-4000-8000-000000000001",
-        "b2000000-0000-4000-8000-000000000001",
-    );
-    producer.send_all(
+    producer.send_all(&env.control, login_to_user(2000000));
+    producer.flush();
+}
+
+/// Marks notification `n` seen (command `id`) and waits for its result.
+fn patch_seen(env: &TestEnv, n: &str, id: &str) {
+    let producer = env.producer();
+    producer.send_json(
         &env.control,
-        [
-            json!({"id": "p", "method": "POST", "path": "/policies/event_matcher/", "body": {"pk": p, "name": "logins", "action": "login"}}),
-            json!({"id": "r", "method": "POST", "path": "/events/rules/", "body": {"pk": r, "name": "to the user", "destination_event_user": true}}),
-            json!({"id": "b", "method": "POST", "path": "/policies/bindings/", "body": {"policy": p, "target": r, "order": 0}}),
-        ],
+        &json!({"id": id, "method": "PATCH", "path": format!("/events/notifications/{n}/"), "body": {"seen": true}}),
     );
     producer.flush();
+    read_until(
+        &env.brokers,
+        &env.results,
+        Duration::from_secs(30),
+        |recs| recs.iter().any(|r| r.key.as_deref() == Some(id)),
+    );
 }
 
 fn zombie_scenario(env: &TestEnv) {
@@ -140,7 +139,7 @@ fn zombie_scenario(env: &TestEnv) {
         |recs| recs.len() >= 3,
     );
 
-    producer.send_json(&env.events, &login_event());
+    producer.send_json(&env.events, &login());
     producer.flush();
     let emitted =
         "eventmatchd_notifications_emitted_total{rule=\"to the user\",severity=\"notice\"}";
@@ -171,17 +170,7 @@ fn zombie_scenario(env: &TestEnv) {
             == Some(1.0)),
         "B took the control partition over"
     );
-    producer.send_json(
-        &env.control,
-        &json!({"id": "seen", "method": "PATCH", "path": format!("/events/notifications/{n}/"), "body": {"seen": true}}),
-    );
-    producer.flush();
-    read_until(
-        &env.brokers,
-        &env.results,
-        Duration::from_secs(20),
-        |recs| recs.iter().any(|r| r.key.as_deref() == Some("seen")),
-    );
+    patch_seen(env, &n, "seen");
 
     // A wakes up: its late N(unseen) lands after N(seen).
     signal(&a, "-CONT");

@@ -10,6 +10,25 @@ use std::collections::HashMap;
 
 pub const GROUP: &str = "9d4b2c1a-0000-4000-8000-00000000beef";
 
+/// One policy on `login` bound to one rule that notifies the event's user (pks from `tag`,
+/// so tests on one broker never share objects).
+pub fn login_to_user(tag: u32) -> Vec<Value> {
+    let p = format!("a{tag:07}-0000-4000-8000-000000000001");
+    let r = format!("b{tag:07}-0000-4000-8000-000000000001");
+    vec![
+        json!({"id": "p", "method": "POST", "path": "/policies/event_matcher/", "body": {"pk": p, "name": "logins", "action": "login"}}),
+        json!({"id": "r", "method": "POST", "path": "/events/rules/", "body": {"pk": r, "name": "to the user", "destination_event_user": true}}),
+        json!({"id": "b", "method": "POST", "path": "/policies/bindings/", "body": {"policy": p, "target": r, "order": 0}}),
+    ]
+}
+
+/// A `login` event of user `user` (it fires [`login_to_user`]).
+pub fn login_event(pk: &str, user: u64) -> Value {
+    json!({"pk": pk, "user": {"pk": user, "username": "u"}, "action": "login",
+           "app": "authentik.events.signals", "context": {}, "client_ip": "10.0.0.1",
+           "created": "2024-09-13T14:05:42.170Z", "expires": "2099-01-01T00:00:00Z"})
+}
+
 /// Policies, rules and bindings: failed logins to the user and a group; model changes of
 /// users to the group; a negated binding; a logged policy.
 pub fn commands() -> Vec<Value> {
