@@ -24,11 +24,12 @@ lint:
 tansu:
 	bash scripts/install-tansu.sh
 
-# The benchmarks (BENCHMARKS.md): criterion benches, then the end-to-end one through a local
-# tansu broker. Not part of `make test`.
+# The benchmarks (BENCHMARKS.md): criterion benches, then the end-to-end one and the restart
+# one through a local tansu broker. Not part of `make test`.
 bench:
 	$(CARGO) bench --locked
 	bash scripts/bench-e2e.sh
+	bash scripts/bench-restart.sh
 
 # Dry-run the committed sample through the engine.
 replay-sample:

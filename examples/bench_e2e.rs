@@ -150,7 +150,7 @@ async fn raw_consume(
     group: &str,
     total: usize,
 ) -> anyhow::Result<f64> {
-    let consumer: StreamConsumer = kafka::group_config(settings, group).create()?;
+    let consumer: StreamConsumer = kafka::group_config(settings, group, "").create()?;
     consumer.subscribe(&[topic])?;
     let mut first = None;
     let mut n = 0;
@@ -340,7 +340,7 @@ async fn main() -> anyhow::Result<()> {
     let daemon_pid = Some(daemon.0.id());
     let b0 = cpu_secs(args.broker_pid);
     let checker: BaseConsumer =
-        kafka::group_config(&settings, &settings.kafka.group_id).create()?;
+        kafka::group_config(&settings, &settings.kafka.group_id, "").create()?;
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut first_consumed = None;
     let last_committed;

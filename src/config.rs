@@ -48,6 +48,10 @@ pub struct KafkaSettings {
     pub control_group_id: String,
     /// Allows the librdkafka overrides that void eventmatchd's guarantees ([`UNSAFE_PROPERTIES`]).
     pub unsafe_properties: bool,
+    /// Static group membership (KIP-345): this instance's stable id, librdkafka's
+    /// `group.instance.id` in the event group (and with `-control` in the control group).
+    /// Empty: dynamic membership.
+    pub instance_id: String,
     /// librdkafka passthrough; nested tables flattened to dotted names by [`Settings::load`].
     #[serde(default)]
     pub properties: BTreeMap<String, PropertyValue>,
@@ -224,6 +228,9 @@ pub struct WatchdogSettings {
     pub deadline_secs: u64,
     /// How often lag is read from the broker.
     pub interval_secs: u64,
+    /// How long a group may make no progress with work waiting while this instance holds none
+    /// of its partitions before this instance rejoins it (see [`crate::watchdog`]).
+    pub group_deadline_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -363,6 +370,23 @@ impl Settings {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid("log.level", "is not a valid filter directive"));
         }
+        let id = &self.kafka.instance_id;
+        if id.len() > 240
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(invalid(
+                "kafka.instance_id",
+                format!("{id:?} must be at most 240 of [A-Za-z0-9._-] (empty: dynamic membership)"),
+            ));
+        }
+        if self.watchdog.group_deadline_secs < self.watchdog.interval_secs {
+            return Err(invalid(
+                "watchdog.group_deadline_secs",
+                "must be at least watchdog.interval_secs",
+            ));
+        }
         if let Some((key, why)) = self.kafka.unsafe_override() {
             if !self.kafka.unsafe_properties {
                 return Err(invalid(
@@ -375,7 +399,7 @@ impl Settings {
             // These are managed by the daemon; overriding them would break at-least-once.
             if matches!(
                 key.as_str(),
-                "enable.auto.offset.store" | "group.id" | "bootstrap.servers"
+                "enable.auto.offset.store" | "group.id" | "bootstrap.servers" | "group.instance.id"
             ) {
                 return Err(invalid(
                     &format!("kafka.properties.{key}"),

@@ -108,7 +108,11 @@ pub fn owner_consumer(
     metrics: Metrics,
     beat: Arc<crate::watchdog::Beat>,
 ) -> Result<StreamConsumer<OwnerContext>, rdkafka::error::KafkaError> {
-    let mut cfg = kafka::group_config(settings, &settings.kafka.control_group_id);
+    let instance = match settings.kafka.instance_id.as_str() {
+        "" => String::new(),
+        id => format!("{id}-control"),
+    };
+    let mut cfg = kafka::group_config(settings, &settings.kafka.control_group_id, &instance);
     cfg.set("statistics.interval.ms", "0");
     cfg.create_with_context(OwnerContext {
         owned: Mutex::new(Vec::new()),
@@ -276,6 +280,14 @@ pub async fn run_control_owner(
                 continue;
             }
             _ = shutdown.changed() => break,
+            _ = consumer.context().beat.rejoin.notified() => {
+                consumer.unsubscribe();
+                match consumer.subscribe(&[topic.as_str()]) {
+                    Ok(()) => tracing::info!("left and joined the control group again"),
+                    Err(e) => tracing::error!(error = %e, "joining the control group again failed"),
+                }
+                continue;
+            }
         };
         let msg = match msg {
             Ok(m) => m,

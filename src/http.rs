@@ -42,7 +42,10 @@ impl Health {
         self.caught_up.load(Ordering::SeqCst)
             && self.consuming.load(Ordering::SeqCst)
             && self.connected.load(Ordering::SeqCst)
-            && self.pipeline.get().is_some_and(|b| b.joined())
+            && self
+                .pipeline
+                .get()
+                .is_some_and(|b| b.joined() && !b.orphaned())
             && !self.stalled()
     }
 
@@ -60,6 +63,7 @@ impl Health {
             "event_partitions": self.pipeline.get().map(|b| b.held().len()),
             "control_owner": self.owner.get().map(|b| !b.held().is_empty()),
             "stalled": self.stalled(),
+            "orphaned": self.pipeline.get().is_some_and(|b| b.orphaned()),
         })
     }
 }

@@ -90,8 +90,13 @@ pub fn reader(
 
 /// A group member storing offsets only after its outputs are acknowledged (at-least-once):
 /// auto-commit on, automatic offset store off.
-pub fn group_config(settings: &Settings, group_id: &str) -> ClientConfig {
+///
+/// `instance` is the static member id (`group.instance.id`), empty for dynamic membership.
+pub fn group_config(settings: &Settings, group_id: &str, instance: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
+    if !instance.is_empty() {
+        c.set("group.instance.id", instance);
+    }
     c.set("bootstrap.servers", &settings.kafka.brokers)
         .set("group.id", group_id)
         .set("enable.auto.commit", "true")

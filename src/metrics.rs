@@ -32,6 +32,7 @@ pub struct Metrics {
     pub stalled: IntGaugeVec,
     pub progress_age: prometheus::GaugeVec,
     pub commit_errors: IntCounterVec,
+    pub group_rejoins: IntCounterVec,
     pub records_rejected: IntCounterVec,
     pub catch_up_seconds: prometheus::GaugeVec,
     pub ready: IntGauge,
@@ -190,6 +191,11 @@ impl Metrics {
                 &["component"],
             ),
             progress_age,
+            group_rejoins: counter_vec(
+                "eventmatchd_group_rejoins_total",
+                "Times this instance left and joined a group again because the group made no progress while it held none of its partitions",
+                &["component"],
+            ),
             commit_errors: counter_vec(
                 "eventmatchd_commit_errors_total",
                 "Offset commits that failed, by consumer group",

@@ -125,7 +125,12 @@ pub fn consumer(
     metrics: Metrics,
     beat: Arc<Beat>,
 ) -> Result<StreamConsumer<PipelineContext>, rdkafka::error::KafkaError> {
-    kafka::group_config(settings, &settings.kafka.group_id).create_with_context(PipelineContext {
+    kafka::group_config(
+        settings,
+        &settings.kafka.group_id,
+        &settings.kafka.instance_id,
+    )
+    .create_with_context(PipelineContext {
         metrics,
         assigned: AtomicBool::new(false),
         revoked: std::sync::Mutex::new(Vec::new()),
@@ -165,6 +170,10 @@ pub async fn run(
         let first = tokio::select! {
             m = consumer.recv() => m,
             _ = shutdown.changed() => break,
+            _ = consumer.context().beat.rejoin.notified() => {
+                rejoin(&consumer, &topic);
+                continue;
+            }
         };
         let mut batch = Vec::with_capacity(64);
         match first {
@@ -330,6 +339,15 @@ async fn replace_rejected(
         for r in deps.output.deliver(&replacements, None).await {
             tracing::error!(error = %r.error, "the compact dead letter was refused too; dropped");
         }
+    }
+}
+
+/// Leaves the group and joins it again (asked by the watchdog, see [`crate::watchdog`]).
+fn rejoin(consumer: &StreamConsumer<PipelineContext>, topic: &str) {
+    consumer.unsubscribe();
+    match consumer.subscribe(&[topic]) {
+        Ok(()) => tracing::info!("left and joined the event group again"),
+        Err(e) => tracing::error!(error = %e, "joining the event group again failed"),
     }
 }
 

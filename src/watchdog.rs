@@ -7,6 +7,15 @@
 //! partitions with lag and its heartbeat is older than `watchdog.deadline_secs`, it is stalled:
 //! `/healthz` answers 503 (a liveness probe restarts it) and `/readyz` is not ready, until
 //! progress resumes.
+//!
+//! The same readings watch each group as a whole: when its committed offsets have not moved
+//! for `watchdog.group_deadline_secs` while work waits, and this instance holds none of its
+//! partitions, nobody is making progress and this instance may be the reason (a broker can
+//! hand a member an empty assignment after the group's leader died mid-rebalance: tansu 0.6
+//! does). It then asks its consumer to leave and join the group again
+//! (`eventmatchd_group_rejoins_total`), at most once per deadline, and is not ready meanwhile.
+//! While any member makes progress the committed offsets move, so idle extra members (more
+//! instances than partitions) are left alone.
 
 use crate::kafka::{self, ReaderContext};
 use crate::metrics::Metrics;
@@ -33,6 +42,10 @@ pub struct Beat {
     /// At least one assignment has been received (an empty one included).
     joined: AtomicBool,
     stalled: AtomicBool,
+    /// The group makes no progress with work waiting and this instance holds none of it.
+    orphaned: AtomicBool,
+    /// Wakes the consumer's task to leave and join its group again.
+    pub rejoin: tokio::sync::Notify,
 }
 
 impl Beat {
@@ -74,6 +87,10 @@ impl Beat {
         self.stalled.load(Ordering::Relaxed)
     }
 
+    pub fn orphaned(&self) -> bool {
+        self.orphaned.load(Ordering::Relaxed)
+    }
+
     fn age(&self) -> Duration {
         Duration::from_millis((now_ms() - self.last_ms.load(Ordering::Relaxed)).max(0) as u64)
     }
@@ -83,6 +100,18 @@ impl Beat {
 /// progress for longer than the deadline. Pure, for the tests.
 pub fn is_stalled(lag_of_held: i64, age: Duration, deadline: Duration) -> bool {
     lag_of_held > 0 && age > deadline
+}
+
+/// Whether this instance should rejoin a group: it holds none of its partitions, work waits,
+/// and the group's committed offsets have not moved for longer than the deadline. Pure, for the
+/// tests.
+pub fn should_rejoin(
+    holds_none: bool,
+    group_lag: i64,
+    unchanged: Duration,
+    deadline: Duration,
+) -> bool {
+    holds_none && group_lag > 0 && unchanged > deadline
 }
 
 /// What the watchdog watches.
@@ -96,12 +125,13 @@ pub struct Watched {
 
 /// Lag per partition of a group on a topic: end offset minus committed offset (the start of
 /// the partition when nothing is committed).
+/// Lag per partition and the sum of the committed offsets.
 fn group_lag(
     probe: &BaseConsumer<ReaderContext>,
     offsets: &BaseConsumer,
     topic: &str,
     parts: &[i32],
-) -> Option<HashMap<i32, i64>> {
+) -> Option<(HashMap<i32, i64>, i64)> {
     let mut tpl = TopicPartitionList::new();
     for &p in parts {
         tpl.add_partition(topic, p);
@@ -110,6 +140,7 @@ fn group_lag(
         .committed_offsets(tpl, Duration::from_secs(5))
         .ok()?;
     let mut lag = HashMap::new();
+    let mut committed_sum = 0;
     for e in committed.elements() {
         let (low, high) = probe
             .fetch_watermarks(topic, e.partition(), Duration::from_secs(5))
@@ -118,9 +149,10 @@ fn group_lag(
             Offset::Offset(o) => o,
             _ => low,
         };
+        committed_sum += from;
         lag.insert(e.partition(), (high - from).max(0));
     }
-    Some(lag)
+    Some((lag, committed_sum))
 }
 
 /// Runs until shutdown: publishes group lag and the stalled flags.
@@ -131,6 +163,11 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let deadline = Duration::from_secs(settings.watchdog.deadline_secs);
+    let group_deadline = Duration::from_secs(settings.watchdog.group_deadline_secs);
+    // Per watched group: the committed sum last seen, since when, and the last rejoin.
+    let start = std::time::Instant::now();
+    let mut groups: Vec<(i64, std::time::Instant, Option<std::time::Instant>)> =
+        watched.iter().map(|_| (-1, start, None)).collect();
     let every = Duration::from_secs(settings.watchdog.interval_secs);
     let probe: BaseConsumer<ReaderContext> =
         match kafka::reader_config(&settings, "watchdog").create_with_context(ReaderContext) {
@@ -160,8 +197,8 @@ pub async fn run(
             _ = tick.tick() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        for (w, off) in watched.iter().zip(&offsets) {
-            let Some(lag) =
+        for ((w, off), state) in watched.iter().zip(&offsets).zip(groups.iter_mut()) {
+            let Some((lag, committed)) =
                 tokio::task::block_in_place(|| group_lag(&probe, off, &w.topic, &w.partitions))
             else {
                 // The broker is not answering: nothing is known to be waiting.
@@ -201,6 +238,28 @@ pub async fn run(
                 .stalled
                 .with_label_values(&[w.name])
                 .set(i64::from(stalled));
+
+            let now = std::time::Instant::now();
+            if committed != state.0 {
+                *state = (committed, now, state.2);
+            }
+            let total: i64 = lag.values().sum();
+            let orphaned = w.beat.joined()
+                && should_rejoin(held.is_empty(), total, now - state.1, group_deadline);
+            w.beat.orphaned.store(orphaned, Ordering::Relaxed);
+            let rejoined_lately = state.2.is_some_and(|t| now - t < group_deadline);
+            if orphaned && !rejoined_lately {
+                tracing::warn!(
+                    component = w.name,
+                    group = %w.group,
+                    waiting = total,
+                    seconds = (now - state.1).as_secs(),
+                    "the group makes no progress while work waits, and this instance holds none of its partitions: rejoining the group"
+                );
+                metrics.group_rejoins.with_label_values(&[w.name]).inc();
+                w.beat.rejoin.notify_one();
+                state.2 = Some(now);
+            }
         }
     }
 }
@@ -218,6 +277,25 @@ mod tests {
             "idle is healthy"
         );
         assert!(!is_stalled(5, Duration::from_secs(59), d));
+    }
+
+    #[test]
+    fn rejoin_only_when_nobody_progresses_and_this_instance_holds_nothing() {
+        let d = Duration::from_secs(30);
+        let long = Duration::from_secs(31);
+        assert!(should_rejoin(true, 10, long, d));
+        assert!(
+            !should_rejoin(false, 10, long, d),
+            "holding partitions: the stall check's job"
+        );
+        assert!(
+            !should_rejoin(true, 0, long, d),
+            "nothing waits: an idle member"
+        );
+        assert!(
+            !should_rejoin(true, 10, Duration::from_secs(5), d),
+            "someone made progress lately"
+        );
     }
 
     #[test]

@@ -543,6 +543,15 @@ fn kubernetes_sidecar_is_consistent() {
     let secret = yaml("deploy/kubernetes/secret.example.yaml");
     let mut env = Vec::new();
     for e in c["env"].as_array().expect("env") {
+        // The static member id comes from the pod's name (a container restart keeps it).
+        if s(&e["name"]) == "EVENTMATCHD__KAFKA__INSTANCE_ID" {
+            assert_eq!(s(&e["valueFrom"]["fieldRef"]["fieldPath"]), "metadata.name");
+            env.push((
+                s(&e["name"]).to_string(),
+                "authentik-server-7d9f-x2x4q".to_string(),
+            ));
+            continue;
+        }
         let r = &e["valueFrom"]["secretKeyRef"];
         assert_eq!(
             r["name"], secret["metadata"]["name"],
@@ -552,7 +561,13 @@ fn kubernetes_sidecar_is_consistent() {
         assert!(!value.is_empty(), "key {} is in the Secret", r["key"]);
         env.push((s(&e["name"]).to_string(), value.to_string()));
     }
+    assert!(
+        env.iter()
+            .any(|(k, _)| k == "EVENTMATCHD__KAFKA__INSTANCE_ID"),
+        "static membership from the pod name"
+    );
     let settings = Settings::load(Some(&file), env).expect("the Kubernetes config loads");
+    assert_eq!(settings.kafka.instance_id, "authentik-server-7d9f-x2x4q");
     let props = settings.kafka.librdkafka_properties();
     for key in [
         "security.protocol",

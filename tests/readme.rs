@@ -56,6 +56,7 @@ fn readme_metrics_reference_lists_exactly_the_registered_metrics() {
     m.stalled.with_label_values(&["x"]);
     m.progress_age.with_label_values(&["x"]);
     m.commit_errors.with_label_values(&["x"]);
+    m.group_rejoins.with_label_values(&["x"]);
     let registered: std::collections::BTreeSet<String> = m.names().into_iter().collect();
     assert_eq!(registered, documented_metrics());
 }

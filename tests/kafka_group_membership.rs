@@ -1,0 +1,145 @@
+//! Issue 18: a restarted sidecar is not blind. With static membership (`kafka.instance_id`)
+//! a daemon killed with SIGKILL and started again with the same id takes its partitions back
+//! without waiting for its old session; with dynamic membership, tansu 0.6 may hand the
+//! restarted member an empty assignment (its SyncGroup answers without the dead leader's plan)
+//! and the group watchdog rejoins the group; and an idle extra member of a healthy group never
+//! triggers the watchdog.
+//!
+//! Before: 45.8-46.0 s without any new event processed after a restart (the default session
+//! timeout), and after an empty assignment, nothing for 80 s or more.
+
+mod helpers;
+
+use helpers::kafka::{read_until, Daemon, TestEnv, TestProducer};
+use helpers::workload::{login_event, login_to_user};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+fn send_logins(env: &TestEnv, from: u64, to: u64) {
+    let p = TestProducer::new(&env.brokers);
+    for n in from..to {
+        p.send_json(
+            &env.events,
+            &login_event(&format!("e5000000-0000-4000-8000-{n:012}"), n + 1),
+        );
+    }
+    p.flush();
+}
+
+/// Waits until `want` distinct notifications are on the topic; returns how long it took.
+fn notified(env: &TestEnv, want: usize, timeout: Duration) -> Option<Duration> {
+    let t = Instant::now();
+    let recs = read_until(&env.brokers, &env.notifications, timeout, |recs| {
+        recs.iter()
+            .filter_map(|r| r.key.as_ref())
+            .collect::<HashSet<_>>()
+            .len()
+            >= want
+    });
+    let keys: HashSet<_> = recs.iter().filter_map(|r| r.key.clone()).collect();
+    (keys.len() >= want).then(|| t.elapsed())
+}
+
+const WATCHDOG: [(&str, &str); 3] = [
+    ("EVENTMATCHD__WATCHDOG__INTERVAL_SECS", "1"),
+    ("EVENTMATCHD__WATCHDOG__DEADLINE_SECS", "30"),
+    ("EVENTMATCHD__WATCHDOG__GROUP_DEADLINE_SECS", "5"),
+];
+
+#[test]
+fn a_static_member_restarted_after_kill_9_takes_its_partitions_back_at_once() {
+    let env = TestEnv::new("static", 3);
+    env.producer()
+        .send_all(&env.control, login_to_user(5000000));
+    let mut opts: Vec<(&str, &str)> = WATCHDOG.to_vec();
+    opts.push(("EVENTMATCHD__KAFKA__INSTANCE_ID", "sidecar-0"));
+    let mut d = Daemon::start(&env, "d1", &opts);
+    d.wait_ready(Duration::from_secs(30));
+    send_logins(&env, 0, 2_000);
+    assert!(notified(&env, 2_000, Duration::from_secs(60)).is_some());
+    d.kill9();
+    send_logins(&env, 2_000, 4_000);
+    let mut d = Daemon::start(&env, "d2", &opts);
+    let restarted = Instant::now();
+    d.wait_ready(Duration::from_secs(30));
+    // The default session timeout is 45 s: a dynamic member would wait for it.
+    let took = notified(&env, 4_000, Duration::from_secs(30));
+    assert!(
+        took.is_some(),
+        "every event sent while it was down is notified within 30 s of the restart (45 s session):\n{}",
+        d.logs()
+    );
+    eprintln!(
+        "static member: all notified {:?} after the restart",
+        restarted.elapsed()
+    );
+    assert!(d.terminate(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn a_dynamic_member_restarted_within_a_second_is_never_left_blind() {
+    let env = TestEnv::new("dynamic", 1);
+    env.producer()
+        .send_all(&env.control, login_to_user(5100000));
+    let mut opts: Vec<(&str, &str)> = WATCHDOG.to_vec();
+    opts.push((
+        "EVENTMATCHD__KAFKA__PROPERTIES__SESSION__TIMEOUT__MS",
+        "6000",
+    ));
+    opts.push((
+        "EVENTMATCHD__KAFKA__PROPERTIES__HEARTBEAT__INTERVAL__MS",
+        "1000",
+    ));
+    let mut d = Daemon::start(&env, "d1", &opts);
+    d.wait_ready(Duration::from_secs(30));
+    send_logins(&env, 0, 500);
+    assert!(notified(&env, 500, Duration::from_secs(60)).is_some());
+    d.kill9();
+    // Within a second of the kill, as a crash-looping pod would.
+    let mut d = Daemon::start(&env, "d2", &opts);
+    send_logins(&env, 500, 1_000);
+    d.wait_ready(Duration::from_secs(30));
+    let took = notified(&env, 1_000, Duration::from_secs(45));
+    let logs = d.logs();
+    let empty = logs.contains("event partitions assigned partitions=0");
+    let rejoins = d
+        .metric("eventmatchd_group_rejoins_total{component=\"pipeline\"}")
+        .unwrap_or(0.0);
+    eprintln!("dynamic restart: empty assignment seen: {empty}, rejoins: {rejoins}, took {took:?}");
+    assert!(
+        took.is_some(),
+        "processing resumed (rejoins: {rejoins}):\n{logs}"
+    );
+    assert!(d.terminate(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn an_idle_extra_member_of_a_healthy_group_never_rejoins() {
+    let env = TestEnv::new("idle", 1);
+    env.producer()
+        .send_all(&env.control, login_to_user(5200000));
+    let mut opts: Vec<(&str, &str)> = WATCHDOG.to_vec();
+    opts[2] = ("EVENTMATCHD__WATCHDOG__GROUP_DEADLINE_SECS", "2");
+    let mut a = Daemon::start(&env, "a", &opts);
+    let mut b = Daemon::start(&env, "b", &opts);
+    a.wait_ready(Duration::from_secs(30));
+    b.wait_ready(Duration::from_secs(30));
+    // A steady stream for well over the deadline: one member works, the other idles.
+    for round in 0..12 {
+        send_logins(&env, round * 50, (round + 1) * 50);
+        std::thread::sleep(Duration::from_millis(1_000));
+    }
+    assert!(notified(&env, 600, Duration::from_secs(60)).is_some());
+    let rejoins = |d: &Daemon| {
+        d.metric("eventmatchd_group_rejoins_total{component=\"pipeline\"}")
+            .unwrap_or(0.0)
+    };
+    assert_eq!((rejoins(&a), rejoins(&b)), (0.0, 0.0));
+    let idle = [&a, &b]
+        .iter()
+        .filter(|d| d.readyz().is_some_and(|(s, _)| s == 200))
+        .count();
+    assert_eq!(idle, 2, "both ready, the idle one included");
+    assert!(a.terminate(Duration::from_secs(30)).success());
+    assert!(b.terminate(Duration::from_secs(30)).success());
+}
