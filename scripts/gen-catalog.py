@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prints the enum lists of src/catalog.rs from the official authentik API client.
+"""Prints the enum lists of src/domain/catalog.rs from the official authentik API client.
 
     pip download --no-deps authentik-client==2026.8.5 -d /tmp/akc
     unzip -q /tmp/akc/*.whl -d /tmp/akc/x

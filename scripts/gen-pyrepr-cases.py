@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerates tests/data/pyrepr_cases.in: JSON texts and CPython's repr of their decoded value.
 
-The table is the oracle for src/pyrepr.rs; rerun this after adding inputs below.
+The table is the oracle for src/domain/pyrepr.rs; rerun this after adding inputs below.
 """
 import json
 import pathlib

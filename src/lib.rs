@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! Pure logic, no I/O (unit-tested without a broker):
+//! [`domain`] is the pure logic, no I/O (unit-tested without a broker):
 //! * [`catalog`]: the API's enum lists (actions, apps, models), extendable by configuration.
 //! * [`events`]: parsing and validating Event records.
 //! * [`pyrepr`]: Python's `repr`, for notification bodies rendered as authentik renders them.
@@ -19,42 +19,37 @@
 //! * [`engine`]: the state behind `arc-swap` and the two operations on it (process an event,
 //!   apply a command), returning the records to produce.
 //!
-//! Edges (I/O):
-//! * [`config`]: settings from `config/default.toml`, a file and the environment.
-//! * [`replay`]: the offline NDJSON driver behind `eventmatchd replay`.
-//! * [`daemon`]: `run(settings, shutdown)`: start-up order, tasks, drain on shutdown.
+//! [`daemon`] is the Kafka/HTTP runtime: `run(settings, shutdown)` (start-up order, tasks,
+//! drain on shutdown) and
 //! * [`readers`]: the control and notification topics, read in full by every instance.
 //! * [`pipeline`]: the event consumer group, at-least-once.
 //! * [`effects`]: control side effects, emitted once by the control partition's owner.
-//! * [`kafka`]: client settings, the retrying output producer, topic creation.
+//! * [`kafka`]: client settings, the output producer (permanent errors reported, retriable
+//!   ones retried), topic creation.
 //! * [`metrics`], [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
-//! * [`watchdog`]: group lag from committed offsets, and "no progress while work waits".
+//! * [`watchdog`]: group lag from committed offsets, "no progress while work waits", group
+//!   rejoins.
+//!
+//! The other edges, used by `main`:
+//! * [`config`]: settings from `config/default.toml`, a file and the environment.
+//! * [`replay`]: the offline NDJSON driver behind `eventmatchd replay`.
 //! * [`tools`]: helper subcommands (send, tail, probe).
+//!
+//! Every module is also reachable at the crate root (`eventmatchd::engine`, ...), the paths the
+//! tests, benches and examples use.
 //!
 //! Outside `src/`: `benches/` (criterion benches and their workload, BENCHMARKS.md),
 //! `examples/bench_e2e.rs` (the end-to-end bench), `deploy/` (topics, Prometheus, Grafana,
 //! Kubernetes; checked by `tests/deploy.rs`).
 
-pub mod catalog;
 pub mod config;
-pub mod control;
 pub mod daemon;
-pub mod effects;
-pub mod engine;
-pub mod events;
-pub mod http;
-pub mod index;
-pub mod kafka;
-pub mod matcher;
-pub mod metrics;
-pub mod notify;
-pub mod pipeline;
-pub mod policy;
-pub mod policyset;
-pub mod pyrepr;
-pub mod readers;
+pub mod domain;
 pub mod replay;
-pub mod rules;
 pub mod tools;
-pub mod validate;
-pub mod watchdog;
+
+pub use daemon::{effects, http, kafka, metrics, pipeline, readers, watchdog};
+pub use domain::{
+    catalog, control, engine, events, index, matcher, notify, policy, policyset, pyrepr, rules,
+    validate,
+};

@@ -6,7 +6,7 @@
 #
 #   BOOTSTRAP=kafka:9092 PARTITIONS=6 REPLICATION=3 deploy/kafka/create-topics.sh
 #
-# The same settings are in the daemon (`eventmatchd create-topics`, src/kafka.rs
+# The same settings are in the daemon (`eventmatchd create-topics`, src/daemon/kafka.rs
 # topic_specs); tests/deploy.rs checks that all of them agree.
 #
 # Why each setting:

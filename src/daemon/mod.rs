@@ -6,15 +6,23 @@
 //! group, and report ready. Shutdown: stop consuming, let the current batch and control command
 //! be acknowledged and committed, flush, all within `shutdown.drain_timeout_secs`.
 
+pub mod effects;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+pub mod pipeline;
+pub mod readers;
+pub mod watchdog;
+
 use crate::config::Settings;
-use crate::effects::{self, OwnerDeps};
 use crate::engine::Engine;
-use crate::http::{self, Health};
-use crate::kafka::{self, KafkaSetupError, Output};
-use crate::metrics::Metrics;
-use crate::pipeline::{self, PipelineDeps};
-use crate::readers::{self, Outbox, Progress, Reach};
+use effects::OwnerDeps;
+use http::Health;
+use kafka::{KafkaSetupError, Output};
+use metrics::Metrics;
+use pipeline::PipelineDeps;
 use rdkafka::producer::Producer;
+use readers::{Outbox, Progress, Reach};
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

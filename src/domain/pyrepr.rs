@@ -344,7 +344,7 @@ mod tests {
 
     /// Each case: JSON text, and what CPython 3.11 printed for `repr(json.loads(text))`
     /// (produced once with `python3 -c 'import json,sys; print(repr(json.loads(...)))'`).
-    const CASES: &[(&str, &str)] = include!("../tests/data/pyrepr_cases.in");
+    const CASES: &[(&str, &str)] = include!("../../tests/data/pyrepr_cases.in");
 
     #[test]
     fn matches_cpython_for_every_recorded_case() {
