@@ -180,7 +180,7 @@ impl TestEnv {
                 // evidence of what the restarted daemon saw on the topic.
                 (
                     "RUST_LOG",
-                    "info,eventmatchd=debug,eventmatchd::readers=trace",
+                    "info,eventmatchd=debug,eventmatchd::daemon::readers=trace",
                 ),
             ],
         )

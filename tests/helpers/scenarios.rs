@@ -112,7 +112,7 @@ pub fn kill_9_mid_stream_then_restart(env: &TestEnv, events: u64, broker: Durabi
     let logs = format!("{}\n{}", d1.logs(), d2.logs());
     assert!(
         logs.contains("notification read back"),
-        "the daemons log what they read back (RUST_LOG with eventmatchd::readers=trace)"
+        "the daemons log what they read back (RUST_LOG with eventmatchd::daemon::readers=trace)"
     );
     // Where d2 resumed each event partition, from its log (the first offset it processed).
     let mut resumed: HashMap<i32, i64> = HashMap::new();
