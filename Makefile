@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test lint run replay-sample tansu bench
+.PHONY: test lint run replay-sample tansu prometheus bench
 
 # A local tansu broker on 127.0.0.1:9092 (installed and started if needed), the topics, and
 # the daemon on config/default.toml, in the foreground. Ctrl-C stops both.
@@ -12,13 +12,18 @@ run:
 
 # Every test. The broker-backed ones use a tansu broker started on a free port for this run
 # (scripts/with-broker.sh) and stopped after it.
-test: tansu
+test: tansu prometheus
 	$(CARGO) build --locked --all-targets
 	bash scripts/with-broker.sh $(CARGO) test --locked
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+# Prometheus and promtool (Debian's package) for the monitoring tests; they skip, saying so,
+# where it cannot be installed.
+prometheus:
+	bash scripts/install-prometheus.sh
 
 # The tansu broker, built once per machine into cargo's bin dir.
 tansu:

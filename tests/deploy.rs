@@ -323,7 +323,9 @@ fn compose_services_reference_files_that_exist_and_a_valid_daemon_config() {
         s(&job["static_configs"][0]["targets"][0]),
         format!("eventmatchd:{port}")
     );
-    let rule_file = s(&prom["rule_files"][0]);
+    // Rule files are relative to the config file, which compose mounts as
+    // /etc/prometheus/prometheus.yml.
+    let rule_file = format!("/etc/prometheus/{}", s(&prom["rule_files"][0]));
     let mounted: Vec<&str> = services["prometheus"]["volumes"]
         .as_array()
         .expect("volumes")

@@ -106,7 +106,7 @@ impl Metrics {
             "Seconds since the daemon started",
         ));
         must(registry.register(Box::new(uptime_seconds.clone())));
-        Metrics {
+        let m = Metrics {
             events_consumed: counter(
                 "eventmatchd_events_consumed_total",
                 "Event records consumed from the events topic",
@@ -221,7 +221,28 @@ impl Metrics {
             ),
             uptime_seconds,
             registry,
+        };
+        // Counters whose label values are known up front start at 0, so that they are
+        // exported (and `rate`/`increase` see their first increment) before anything happens.
+        for topic in ["notifications", "results", "dlq", "executions"] {
+            m.records_rejected.with_label_values(&[topic]);
         }
+        for component in ["pipeline", "control_owner"] {
+            m.group_rejoins.with_label_values(&[component]);
+        }
+        m.notifications_dropped.with_label_values(&["null_body"]);
+        for reason in [
+            "not_utf8",
+            "not_json",
+            "not_object",
+            "missing_field",
+            "wrong_type",
+            "invalid_value",
+            "output_too_large",
+        ] {
+            m.events_invalid.with_label_values(&[reason]);
+        }
+        m
     }
 
     /// The Prometheus text exposition of every metric.
