@@ -119,17 +119,30 @@ fn an_idle_extra_member_of_a_healthy_group_never_rejoins() {
     env.producer()
         .send_all(&env.control, login_to_user(5200000));
     let mut opts: Vec<(&str, &str)> = WATCHDOG.to_vec();
-    opts[2] = ("EVENTMATCHD__WATCHDOG__GROUP_DEADLINE_SECS", "2");
+    // Commits happen every second (auto-commit) while the active member works: a 5 s
+    // deadline is several commit intervals, and the stream lasts three times as long.
+    opts[2] = ("EVENTMATCHD__WATCHDOG__GROUP_DEADLINE_SECS", "5");
     let mut a = Daemon::start(&env, "a", &opts);
     let mut b = Daemon::start(&env, "b", &opts);
     a.wait_ready(Duration::from_secs(30));
     b.wait_ready(Duration::from_secs(30));
+    // Let the group settle: one of them holds the partition.
+    let holders = |d: &Daemon| {
+        d.readyz()
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|v| v["event_partitions"].as_u64())
+            .unwrap_or(0)
+    };
+    assert!(helpers::kafka::eventually(
+        Duration::from_secs(30),
+        || holders(&a) + holders(&b) == 1
+    ));
     // A steady stream for well over the deadline: one member works, the other idles.
-    for round in 0..12 {
+    for round in 0..15 {
         send_logins(&env, round * 50, (round + 1) * 50);
         std::thread::sleep(Duration::from_millis(1_000));
     }
-    assert!(notified(&env, 600, Duration::from_secs(60)).is_some());
+    assert!(notified(&env, 750, Duration::from_secs(60)).is_some());
     let rejoins = |d: &Daemon| {
         d.metric("eventmatchd_group_rejoins_total{component=\"pipeline\"}")
             .unwrap_or(0.0)

@@ -46,6 +46,8 @@ pub struct Beat {
     orphaned: AtomicBool,
     /// Wakes the consumer's task to leave and join its group again.
     pub rejoin: tokio::sync::Notify,
+    /// Counts this instance's assignment changes: a rebalance restarts the group clock.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl Beat {
@@ -64,6 +66,7 @@ impl Beat {
         if let Ok(mut h) = self.held.lock() {
             *h = parts;
         }
+        self.epoch.fetch_add(1, Ordering::Relaxed);
         self.joined.store(true, Ordering::Relaxed);
         // A new assignment starts the clock again: catching up after a takeover is progress.
         self.progress();
@@ -73,6 +76,7 @@ impl Beat {
         if let Ok(mut h) = self.held.lock() {
             h.clear();
         }
+        self.epoch.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn held(&self) -> Vec<i32> {
@@ -164,10 +168,12 @@ pub async fn run(
 ) {
     let deadline = Duration::from_secs(settings.watchdog.deadline_secs);
     let group_deadline = Duration::from_secs(settings.watchdog.group_deadline_secs);
-    // Per watched group: the committed sum last seen, since when, and the last rejoin.
+    // Per watched group: the committed sum and this instance's assignment epoch last seen,
+    // since when neither changed, and the last rejoin. A rebalance this instance takes part in
+    // restarts the clock: the group is busy handing partitions over, not stuck.
     let start = std::time::Instant::now();
-    let mut groups: Vec<(i64, std::time::Instant, Option<std::time::Instant>)> =
-        watched.iter().map(|_| (-1, start, None)).collect();
+    let mut groups: Vec<(i64, u64, std::time::Instant, Option<std::time::Instant>)> =
+        watched.iter().map(|_| (-1, 0, start, None)).collect();
     let every = Duration::from_secs(settings.watchdog.interval_secs);
     let probe: BaseConsumer<ReaderContext> =
         match kafka::reader_config(&settings, "watchdog").create_with_context(ReaderContext) {
@@ -240,25 +246,26 @@ pub async fn run(
                 .set(i64::from(stalled));
 
             let now = std::time::Instant::now();
-            if committed != state.0 {
-                *state = (committed, now, state.2);
+            let epoch = w.beat.epoch.load(Ordering::Relaxed);
+            if committed != state.0 || epoch != state.1 {
+                *state = (committed, epoch, now, state.3);
             }
             let total: i64 = lag.values().sum();
             let orphaned = w.beat.joined()
-                && should_rejoin(held.is_empty(), total, now - state.1, group_deadline);
+                && should_rejoin(held.is_empty(), total, now - state.2, group_deadline);
             w.beat.orphaned.store(orphaned, Ordering::Relaxed);
-            let rejoined_lately = state.2.is_some_and(|t| now - t < group_deadline);
+            let rejoined_lately = state.3.is_some_and(|t| now - t < group_deadline);
             if orphaned && !rejoined_lately {
                 tracing::warn!(
                     component = w.name,
                     group = %w.group,
                     waiting = total,
-                    seconds = (now - state.1).as_secs(),
+                    seconds = (now - state.2).as_secs(),
                     "the group makes no progress while work waits, and this instance holds none of its partitions: rejoining the group"
                 );
                 metrics.group_rejoins.with_label_values(&[w.name]).inc();
                 w.beat.rejoin.notify_one();
-                state.2 = Some(now);
+                state.3 = Some(now);
             }
         }
     }
