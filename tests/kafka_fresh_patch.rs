@@ -55,13 +55,15 @@ fn a_patch_right_after_the_notification_appears_never_404s() {
                         &env.control,
                         &json!({"id": format!("seen-{k}"), "method": "PATCH", "path": format!("/events/notifications/{k}/"), "body": {"seen": true}}),
                     );
-                        control.flush();
                     }
                 }
             }
             patched.len() >= N
         },
     );
+    // Not flushed per record: the producer's own thread sends each within `linger.ms`, where
+    // a flush (a delivery-report poll loop) would hold the reader ~100 ms per notification.
+    control.flush();
     events.join().expect("events sent");
     assert_eq!(patched.len(), N, "every notification appeared");
     let results = read_until(

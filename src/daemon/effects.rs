@@ -267,6 +267,11 @@ pub async fn run_control_owner(
         return;
     }
     let mut emitted: HashMap<i32, i64> = HashMap::new();
+    // The notification topic's end as last fetched, and the control reader's position when
+    // that fetch began: every control record below that position was in the log before the
+    // fetch, so the fetch already covers the notifications its sender could have seen. A burst
+    // of notification commands then costs one ListOffsets round trip, not one each.
+    let mut tail_end: Option<(HashMap<i32, i64>, HashMap<i32, i64>)> = None;
     let mut prune = tokio::time::interval(Duration::from_secs(2));
     loop {
         let msg = tokio::select! {
@@ -321,11 +326,22 @@ pub async fn run_control_owner(
             let records = match pending {
                 Some(Pending::Ready(records)) => records,
                 Some(Pending::Deferred(payload)) => {
-                    let tail_end = tokio::task::block_in_place(|| (deps.tail_watermarks)());
-                    if let Some(ends) = tail_end {
+                    let covered = tail_end
+                        .as_ref()
+                        .is_some_and(|(_, below)| below.get(&p).is_some_and(|b| o < *b));
+                    if !covered {
+                        let below: HashMap<i32, i64> = deps
+                            .control_partitions
+                            .iter()
+                            .map(|cp| (*cp, deps.control_progress.next(*cp)))
+                            .collect();
+                        tail_end = tokio::task::block_in_place(|| (deps.tail_watermarks)())
+                            .map(|ends| (ends, below));
+                    }
+                    if let Some((ends, _)) = &tail_end {
                         if !deps
                             .tail_progress
-                            .wait_for(&ends, Reach::Applied, &mut shutdown)
+                            .wait_for(ends, Reach::Applied, &mut shutdown)
                             .await
                         {
                             break;
