@@ -19,6 +19,9 @@
 //! * [`engine`]: the state behind `arc-swap` and the two operations on it (process an event,
 //!   apply a command), returning the records to produce.
 //!
+//! [`akql`] (pure too) is the policies' `query` language: parser, authentik's schema,
+//! PostgreSQL's semantics.
+//!
 //! [`daemon`] is the Kafka/HTTP runtime: `run(settings, shutdown)` (start-up order, tasks,
 //! drain on shutdown) and
 //! * [`readers`]: the control and notification topics, read in full by every instance.
@@ -42,6 +45,7 @@
 //! `examples/bench_e2e.rs` (the end-to-end bench), `deploy/` (topics, Prometheus, Grafana,
 //! Kubernetes; checked by `tests/deploy.rs`).
 
+pub mod akql;
 pub mod config;
 pub mod daemon;
 pub mod domain;

@@ -338,10 +338,10 @@ fn item5_rules_transports_group_obj_and_old_field_name() {
     assert_eq!(b.body["transports"], json!([t]), "kept when absent");
 }
 
-/// authentik 2026.5 `EventMatcherPolicy.query` (migration 0027): refused until AKQL is
-/// evaluated, so a query-only policy never matches every event; responses carry `query`.
+/// authentik 2026.5 `EventMatcherPolicy.query` (migration 0027): nullable text, not checked
+/// on write (issue 17 replaced the interim 400); responses carry it, null when unset.
 #[test]
-fn item6_query_is_refused_and_rendered_null() {
+fn item6_query_is_stored_and_rendered() {
     let e = engine();
     let mut c = Control::new(&e);
     let a = c.send(
@@ -349,17 +349,57 @@ fn item6_query_is_refused_and_rendered_null() {
         "/policies/event_matcher/",
         json!({"name": "q", "query": "action = \"login\""}),
     );
-    assert_eq!(a.status, 400);
-    assert!(a.body["query"][0]
-        .as_str()
-        .expect("msg")
-        .contains("not supported"));
+    assert_eq!(
+        (a.status, a.body["query"].clone()),
+        (201, json!("action = \"login\""))
+    );
+    let broken = c.send(
+        "POST",
+        "/policies/event_matcher/",
+        json!({"name": "q2", "query": "not a query"}),
+    );
+    assert_eq!(
+        broken.status, 201,
+        "authentik stores a query that does not compile"
+    );
     let a = c.send(
         "POST",
         "/policies/event_matcher/",
-        json!({"name": "q", "query": null}),
+        json!({"name": "q3", "query": null}),
     );
     assert_eq!((a.status, a.body["query"].clone()), (201, Value::Null));
+    let pk = a.body["pk"].as_str().expect("pk").to_string();
+    for (body, want) in [
+        (
+            json!({"query": "   "}),
+            json!({"query": ["This field may not be blank."]}),
+        ),
+        (
+            json!({"query": true}),
+            json!({"query": ["Not a valid string."]}),
+        ),
+        (
+            json!({"query": ["x"]}),
+            json!({"query": ["Not a valid string."]}),
+        ),
+    ] {
+        let r = c.send(
+            "PATCH",
+            &format!("/policies/event_matcher/{pk}/"),
+            body.clone(),
+        );
+        assert_eq!((r.status, r.body), (400, want), "{body}");
+    }
+    let r = c.send(
+        "PATCH",
+        &format!("/policies/event_matcher/{pk}/"),
+        json!({"query": 5}),
+    );
+    assert_eq!(
+        (r.status, r.body["query"].clone()),
+        (200, json!("5")),
+        "numbers become strings"
+    );
 }
 
 fn fire_setup(e: &Engine, policy: Value, negate: bool, rule: Value) -> String {

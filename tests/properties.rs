@@ -136,6 +136,20 @@ fn policy_body() -> BoxedStrategy<Value> {
                 .boxed(),
             )),
         ),
+        (
+            "query",
+            field(nullable(
+                prop_oneof![
+                    Just(json!("action = \"login\"")),
+                    Just(json!(
+                        "app ~ \"CORE\" or action in (\"logout\", \"Model Updated\")"
+                    )),
+                    Just(json!("context.model.model_name = \"user\"")),
+                    Just(json!("action = \"login\" and")),
+                ]
+                .boxed(),
+            )),
+        ),
     ])
 }
 

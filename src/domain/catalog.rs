@@ -314,6 +314,13 @@ impl Catalog {
         }
     }
 
+    /// The `action` choices AKQL maps labels from.
+    pub fn action_choices(&self) -> crate::akql::Choices {
+        let mut values: Vec<&str> = self.actions.iter().map(String::as_str).collect();
+        values.sort_unstable();
+        crate::akql::Choices::new(values)
+    }
+
     pub fn is_action(&self, v: &str) -> bool {
         self.actions.contains(v)
     }

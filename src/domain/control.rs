@@ -6,6 +6,7 @@
 //! An invalid command changes nothing: every check runs against the current snapshot before
 //! the next one is built, and a command either yields a whole new version or none.
 
+use crate::akql::Query;
 use crate::catalog::Catalog;
 use crate::index::{NotificationIndex, NotificationPatch, PatchOutcome};
 use crate::notify::Notification;
@@ -19,10 +20,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// Namespace of pks derived for a POST without `pk`: `uuid5(NS, "{partition}/{offset}")`.
-/// The 400 for a policy with an AKQL `query` (authentik 2026.5), not evaluated yet.
-pub const QUERY_UNSUPPORTED: &str =
-    "AKQL queries are not supported by this eventmatchd version; remove `query` or set it to null.";
 /// authentik `PolicyBindingSerializer.validate`, for a rule's targets ('group', 'policy', 'user').
 pub const BINDING_TARGETS_NONE: &str = "One of 'group', 'policy', 'user' must be set.";
 pub const BINDING_TARGETS_MANY: &str = "Only one of 'group', 'policy', 'user' can be set.";
@@ -30,6 +27,7 @@ pub const BINDING_TARGETS_MANY: &str = "Only one of 'group', 'policy', 'user' ca
 pub const BINDING_DIRECTORY_UNSUPPORTED: &str =
     "eventmatchd evaluates policy bindings only: it has no user or group directory.";
 
+/// Namespace of pks derived for a POST without `pk`: `uuid5(NS, "{partition}/{offset}")`.
 pub const COMMAND_NAMESPACE: Uuid = Uuid::from_u128(0x3b8c_52d4_1e6f_4a7b_8c9d_0e1f_2a3b_4c5d);
 
 /// Where a command record came from; a POST without `pk` derives it from this.
@@ -483,13 +481,9 @@ impl Ctx<'_> {
         let client_ip = r.string("client_ip", true, false);
         let app = r.choice("app", true, |v| catalog.is_app(v));
         let model = r.choice("model", true, |v| catalog.is_model(v));
-        // authentik 2026.5's AKQL criterion. Until eventmatchd evaluates it, a policy carrying
-        // one is refused rather than stored without it: a query-only policy would otherwise
-        // match every event.
+        // authentik 2026.5's AKQL criterion: nullable text, the query itself not checked on
+        // write (authentik stores what does not compile; evaluating it raises).
         let query = r.string("query", true, false);
-        if let Field::Set(_) = query {
-            r.errors.add("query", QUERY_UNSUPPORTED);
-        }
         let pk = match &existing {
             Some(p) => Some(p.pk),
             None => Ctx::new_pk(
@@ -527,6 +521,21 @@ impl Ctx<'_> {
             client_ip: client_ip.patch_nullable(base.client_ip),
             app: app.patch_nullable(base.app),
             model: model.patch_nullable(base.model),
+            query: match query {
+                Field::Absent => base.query,
+                Field::Null => None,
+                // Unchanged text keeps the compiled query: a write recompiles only what changed.
+                Field::Set(text) if base.query.as_ref().is_some_and(|q| q.text() == text) => {
+                    base.query
+                }
+                Field::Set(text) => {
+                    let q = Query::compile(&text, &catalog.action_choices());
+                    if let Some(e) = q.error() {
+                        tracing::warn!(policy = %pk, error = %e, "the policy's AKQL query does not compile: its bindings evaluate to false (as in authentik) until it is fixed");
+                    }
+                    Some(Arc::new(q))
+                }
+            },
         };
         let mut b = self.current.builder();
         b.put_policy(policy);

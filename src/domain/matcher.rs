@@ -23,6 +23,7 @@
 //! (rare) are evaluated policy by policy instead of through the index. [`evaluate_linear`] is the straightforward reference
 //! used by property tests and benchmarks.
 
+use crate::akql::{Columns, EventView};
 use crate::events::Event;
 use crate::policy::EventMatcherPolicy;
 use crate::rules::{NotificationRule, PolicyBinding};
@@ -110,6 +111,9 @@ pub struct Matcher {
     rules: Vec<Arc<NotificationRule>>,
     /// Per rule number: how many of its enabled bindings are negated.
     negated: Vec<u32>,
+    /// Per rule number: negated bindings that never pass, whatever the event (their policy's
+    /// query does not compile, so evaluating it raises). Their policies are not indexed.
+    negated_raising: Vec<u32>,
     /// Rule numbers with at least one negated binding.
     rules_with_negation: Vec<u32>,
     groups: Vec<Group>,
@@ -196,10 +200,19 @@ impl Matcher {
             let rule_no = m.rules.len() as u32;
             m.rules.push(rule.clone());
             let mut negated = 0;
+            let mut negated_raising = 0;
             for b in enabled {
                 let Some(policy) = policies.get(&b.policy) else {
                     continue;
                 };
+                if policy.query_raises() {
+                    // False for every event, `negate` or not, and no execution is logged.
+                    if b.negate {
+                        negated += 1;
+                        negated_raising += 1;
+                    }
+                    continue;
+                }
                 let no = *policy_no.entry(b.policy).or_insert_with(|| {
                     m.policies.push(policy.clone());
                     m.edges.push(Vec::new());
@@ -217,6 +230,7 @@ impl Matcher {
                 }
             }
             m.negated.push(negated);
+            m.negated_raising.push(negated_raising);
             if negated > 0 {
                 m.rules_with_negation.push(rule_no);
             }
@@ -224,18 +238,31 @@ impl Matcher {
         let mut groups: BTreeMap<u8, Group> = BTreeMap::new();
         let mut values: [FxHashSet<u64>; 4] = Default::default();
         for (no, p) in m.policies.iter().enumerate() {
-            let (mask, fields) = policy_fields(p);
-            for (set, field) in values.iter_mut().zip(fields) {
-                if let Some(v) = field {
-                    set.insert(v);
+            let (mut mask, mut fields) = policy_fields(p);
+            // A query's top-level `action = v` / `action in (...)` indexes a policy without an
+            // `action` criterion under each of those values (none: it can never match).
+            let actions: Vec<Option<u64>> =
+                match (&p.action, p.query.as_ref().and_then(|q| q.action_keys())) {
+                    (None, Some(keys)) => {
+                        mask |= 1;
+                        keys.iter().map(|k| Some(hash_str(k))).collect()
+                    }
+                    _ => vec![fields[0]],
+                };
+            for action in actions {
+                fields[0] = action;
+                for (set, field) in values.iter_mut().zip(fields) {
+                    if let Some(v) = field {
+                        set.insert(v);
+                    }
                 }
+                let key = combine(mask, &fields).unwrap_or(0);
+                let g = groups.entry(mask).or_insert_with(|| Group {
+                    mask,
+                    by_key: FxHashMap::default(),
+                });
+                g.by_key.entry(key).or_default().push(no as u32);
             }
-            let key = combine(mask, &fields).unwrap_or(0);
-            let g = groups.entry(mask).or_insert_with(|| Group {
-                mask,
-                by_key: FxHashMap::default(),
-            });
-            g.by_key.entry(key).or_default().push(no as u32);
         }
         m.groups = groups.into_values().collect();
         m.filters = values.map(|v| FieldFilter::new(&v));
@@ -260,6 +287,9 @@ impl Matcher {
             };
         }
         let fields = event_fields(event);
+        // Shared by every policy's query for this event: JSON parsed and paths resolved once.
+        let cols = Columns::new(event);
+        let view = EventView::new(&cols);
         // Bit i set: some policy may name the event's value of criterion i.
         let mut known: u8 = 0;
         for (bit, (field, filter)) in fields.iter().zip(&self.filters).enumerate() {
@@ -274,7 +304,7 @@ impl Matcher {
         if event.model_malformed {
             for (no, policy) in self.policies.iter().enumerate() {
                 let raises = policy.raises(event);
-                if !raises && !policy.matches(event) {
+                if !raises && !policy.matches_in(&view) {
                     continue;
                 }
                 for &(rule, negate) in &self.edges[no] {
@@ -297,7 +327,7 @@ impl Matcher {
                 continue;
             };
             for &no in candidates {
-                if !self.policies[no as usize].matches(event) {
+                if !self.policies[no as usize].matches_in(&view) {
                     continue;
                 }
                 for &(rule, negate) in &self.edges[no as usize] {
@@ -310,7 +340,8 @@ impl Matcher {
             }
         }
         for &rule in &self.rules_with_negation {
-            let hits = negated_hits.get(&rule).copied().unwrap_or(0);
+            let hits =
+                negated_hits.get(&rule).copied().unwrap_or(0) + self.negated_raising[rule as usize];
             if hits < self.negated[rule as usize] {
                 fired.push(rule);
             }
@@ -324,7 +355,7 @@ impl Matcher {
             .map(|lb| Execution {
                 binding: lb.binding.clone(),
                 policy: lb.policy.clone(),
-                passing: lb.policy.matches(event) != lb.binding.negate,
+                passing: lb.policy.matches_in(&view) != lb.binding.negate,
             })
             .collect();
         Evaluation {

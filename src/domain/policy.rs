@@ -1,8 +1,10 @@
 //! Event matcher policies (seed: `policies_event_matcher_partial_update`) and their matching
 //! semantics (SPEC §2.4).
 
+use crate::akql::{Columns, EventView, Query};
 use crate::events::Event;
 use serde::Serialize;
+use std::sync::Arc;
 use uuid::Uuid;
 
 pub const COMPONENT: &str = "ak-policy-event-matcher-form";
@@ -21,6 +23,8 @@ pub struct EventMatcherPolicy {
     pub client_ip: Option<String>,
     pub app: Option<String>,
     pub model: Option<String>,
+    /// authentik 2026.5's AKQL criterion, compiled when the policy was written.
+    pub query: Option<Arc<Query>>,
 }
 
 impl EventMatcherPolicy {
@@ -34,12 +38,26 @@ impl EventMatcherPolicy {
             client_ip: None,
             app: None,
             model: None,
+            query: None,
         }
     }
 
     /// authentik's `EventMatcherPolicy.passes`: every criterion that is set must hold; unset
     /// criteria are ignored; with none set, every event matches.
     pub fn matches(&self, event: &Event) -> bool {
+        let cols = Columns::new(event);
+        self.matches_in(&EventView::new(&cols))
+    }
+
+    /// [`matches`](Self::matches) on a view shared by the policies evaluated for one event
+    /// (JSON parsed and paths resolved once). `query` is checked first, as authentik does.
+    pub fn matches_in(&self, view: &EventView<'_, '_>) -> bool {
+        let event = view.event();
+        if let Some(q) = &self.query {
+            if q.matches(view) != Some(true) {
+                return false;
+            }
+        }
         if let Some(action) = &self.action {
             if *action != event.action {
                 return false;
@@ -66,14 +84,23 @@ impl EventMatcherPolicy {
     /// Whether authentik's `passes` raises for this event instead of answering:
     /// `passes_model` calls `.get` on `context["model"]`, which fails when it is not a dict.
     /// `PolicyProcess.run` catches that and the binding is false, whatever `negate` says.
+    /// A `query` that does not compile raises for every event (`passes_query` runs
+    /// djangoql, which raises on a syntax or schema error).
     pub fn raises(&self, event: &Event) -> bool {
-        self.model.is_some() && event.model_malformed
+        self.query_raises() || (self.model.is_some() && event.model_malformed)
+    }
+
+    /// The query does not compile: every evaluation raises.
+    pub fn query_raises(&self) -> bool {
+        self.query.as_ref().is_some_and(|q| q.error().is_some())
     }
 
     /// The messages of authentik's `PolicyResult` for this policy: one per criterion set, in
-    /// `passes`' order, whether or not it matched (`event_matcher/models.py`).
+    /// `passes`' order, whether or not it matched (`event_matcher/models.py`); the query's
+    /// first.
     pub fn messages(&self) -> Vec<&'static str> {
         [
+            (self.query.is_some(), "Query matched."),
             (self.action.is_some(), "Action matched."),
             (self.client_ip.is_some(), "Client IP matched."),
             (self.app.is_some(), "App matched."),
@@ -91,7 +118,7 @@ impl EventMatcherPolicy {
             client_ip: self.client_ip.as_deref(),
             app: self.app.as_deref(),
             model: self.model.as_deref(),
-            query: None,
+            query: self.query.as_ref().map(|q| q.text()),
         }
     }
 
@@ -124,7 +151,7 @@ pub struct BasePolicyResponse<'a> {
 }
 
 /// The seed's 200 response body, field for field and in its order, plus authentik 2026.5's
-/// `query` (always null here: a policy with a query is refused).
+/// `query`.
 #[derive(Debug, Serialize)]
 pub struct PolicyResponse<'a> {
     /// The base serializer's fields, first (flattened: one object, in order).
