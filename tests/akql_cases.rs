@@ -163,3 +163,24 @@ fn authentik_test_match_query() {
     );
     assert!(out.fired.is_empty());
 }
+
+/// The README's AKQL examples compile.
+#[test]
+fn the_readme_examples_compile() {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README.md");
+    let section = readme
+        .split("### AKQL queries")
+        .nth(1)
+        .expect("an AKQL section");
+    let block = section.split("```").nth(1).expect("an example block");
+    let choices = eventmatchd::catalog::Catalog::default().action_choices();
+    let mut n = 0;
+    for line in block.lines().filter(|l| !l.trim().is_empty()) {
+        let q = eventmatchd::akql::Query::compile(line.trim(), &choices);
+        assert!(q.error().is_none(), "{line}: {:?}", q.error());
+        n += 1;
+    }
+    assert!(n >= 3, "the examples were found");
+}

@@ -10,7 +10,8 @@
 //! Adapted where authentik's test bypasses its serializer: `app="foo"` and `model="foo.bar"`
 //! are not API choices, so the ports use `authentik.core` and `authentik_core.user`; group
 //! membership is out of scope, so a group destination is one record with `group` set.
-//! Not portable: `test_invalid` (a request without an event) and `test_match_query` (AKQL).
+//! Not portable: `test_invalid` (a request without an event). `test_match_query` (AKQL) is
+//! ported in `tests/akql_cases.rs`.
 
 use serde_json::Value;
 use std::path::Path;

@@ -260,7 +260,13 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_query_returns_data() {
 
     // Traffic: the workload's policy set, 60 events, 3 invalid ones, one seen PATCH.
     let producer = env.producer();
-    let cmds = commands();
+    let mut cmds = commands();
+    // A policy whose AKQL query does not compile (stored, as authentik does): the
+    // invalid-query gauge and its alert must see it.
+    cmds.push(
+        json!({"id": "broken-query", "method": "POST", "path": "/policies/event_matcher/",
+                     "body": {"name": "broken query", "query": "action = \"login\" and"}}),
+    );
     producer.send_all(&env.control, &cmds);
     producer.flush();
     // Events are evaluated against the policy set of their time: apply the commands first.
@@ -299,6 +305,7 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_query_returns_data() {
             && prom.scalar("sum(eventmatchd_notifications_emitted_total)")
                 == Some(want.notifications.len() as f64)
             && prom.scalar("sum(eventmatchd_seen_updates_total)") == Some(1.0)
+            && prom.scalar("max(eventmatchd_policy_queries_invalid)") == Some(1.0)
     };
     assert!(
         eventually(Duration::from_secs(30), agrees),
@@ -306,7 +313,12 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_query_returns_data() {
         prom.scalar("sum(eventmatchd_events_consumed_total)"),
         prom.scalar("sum(eventmatchd_notifications_emitted_total)"),
         want.notifications.len(),
-        prom.scalar("sum(eventmatchd_seen_updates_total)")
+        prom.scalar("sum(eventmatchd_seen_updates_total)"),
+    );
+    assert_eq!(
+        prom.scalar("max(eventmatchd_policy_queries_invalid)"),
+        Some(1.0),
+        "the broken query is counted"
     );
     let by_reason: BTreeMap<String, f64> = prom
         .query("sum by (reason) (eventmatchd_events_invalid_total) > 0")

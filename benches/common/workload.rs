@@ -331,3 +331,69 @@ impl EventGen {
         serde_json::to_vec(&self.value()).unwrap_or_default()
     }
 }
+
+/// A set of `n` policies with AKQL queries only (BENCHMARKS.md §1b): every operator, JSON
+/// paths at one to three levels, or-chains, a few queries without an `action` conjunct (run
+/// for every event), spread over authentik's 38 actions as operators write one query per
+/// concern. Bound ten to a rule, as [`bindings`].
+pub fn akql_policies(n: usize) -> Vec<EventMatcherPolicy> {
+    let choices = eventmatchd::catalog::Catalog::default().action_choices();
+    let actions = eventmatchd::catalog::EVENT_ACTIONS;
+    (0..n)
+        .map(|i| {
+            let a = actions[i % actions.len()];
+            let b = actions[(i / actions.len() + 1) % actions.len()];
+            let k = i * 7 % 5000;
+            let q = match i % 10 {
+                0 => format!(r#"action = "{a}" and client_ip = "{}""#, policy_ip(i)),
+                1 => format!(r#"action in ("{a}", "{b}") and user.username = "user{k}""#),
+                2 => format!(
+                    r#"action = "{a}" and (app startswith "authentik.co" or context.http_request.path ~ "/x{i}/")"#
+                ),
+                3 => format!(
+                    r#"action = "{a}" and context.geo.country != "X{i}" and user.email endswith "@x{i}.example""#
+                ),
+                4 => format!(r#"action = "{a}" and created > "2030-01-01" and brand.model_name = "brand{i}""#),
+                5 => format!(
+                    r#"action = "{a}" and context.model.model_name in ("user", "group") and user.pk ~ "{i}99""#
+                ),
+                6 => format!(
+                    r#"action = "{a}" and (user.username = "user{k}" or user.username = "user{}" or context.auth_method = "x{i}")"#,
+                    k + 1
+                ),
+                7 => format!(r#"action = "{a}" and context.attempts > "100" and app !~ "zz{i}""#),
+                8 if i % 50 == 8 => format!(
+                    // No action conjunct: evaluated for every event (2% of the set).
+                    r#"client_ip = "{}" or user.username = "nobody{i}""#,
+                    policy_ip(i)
+                ),
+                8 => format!(
+                    r#"action = "{a}" and event_uuid != "00000000-0000-4000-8000-{i:012}" and client_ip < "10.0.0.0" and app not startswith "x{i}""#
+                ),
+                _ => format!(
+                    r#"action = "{a}" and context.http_request.method = "POST" and user.username not in ("user{k}", "root") and context.http_request.args.next not endswith "/{i}""#
+                ),
+            };
+            let mut p = EventMatcherPolicy::new(policy_pk(i), format!("akql {i}"));
+            let compiled = eventmatchd::akql::Query::compile(&q, &choices);
+            assert!(compiled.error().is_none(), "{q}: {:?}", compiled.error());
+            p.query = Some(std::sync::Arc::new(compiled));
+            p
+        })
+        .collect()
+}
+
+/// [`akql_policies`] as a policy set, bound as [`policy_set`] binds.
+pub fn akql_policy_set(n: usize) -> PolicySet {
+    let mut b = PolicySet::empty().builder();
+    for p in akql_policies(n) {
+        b.put_policy(p);
+    }
+    for r in rules(n) {
+        b.put_rule(r);
+    }
+    for bd in bindings(n) {
+        b.put_binding(bd);
+    }
+    b.build(1)
+}

@@ -81,7 +81,8 @@ impl<'c, 'e> EventView<'c, 'e> {
     /// The value at a path: missing when a step is absent or not an object.
     fn resolve(&self, path: &Arc<JsonPath>) -> Option<&'c Value> {
         if let Some((p, v)) = self.paths.borrow().get(&path.id) {
-            if **p == **path {
+            // Policies that share a path mostly share its text, rarely its allocation.
+            if Arc::ptr_eq(p, path) || **p == **path {
                 return *v;
             }
         }
@@ -117,8 +118,30 @@ fn ordered(op: Op, o: Ordering) -> bool {
     }
 }
 
-/// `UPPER(text) LIKE UPPER(pattern)` with the pattern's `%`/`_` literal.
+/// `UPPER(text) LIKE UPPER(pattern)` with the pattern's `%`/`_` literal (`pattern` is
+/// upper-cased already).
 fn text_match(op: Op, text: &str, pattern: &str) -> bool {
+    if text.is_ascii() {
+        // ASCII text upper-cases to ASCII: compared in place, no allocation. A pattern with
+        // anything else left after upper-casing cannot match it.
+        if !pattern.is_ascii() {
+            return false;
+        }
+        let (t, p) = (text.as_bytes(), pattern.as_bytes());
+        let at = |i: usize| {
+            t[i..i + p.len()]
+                .iter()
+                .zip(p)
+                .all(|(a, b)| a.to_ascii_uppercase() == *b)
+        };
+        return match op {
+            _ if p.len() > t.len() => false,
+            Op::Contains | Op::NotContains => (0..=t.len() - p.len()).any(at),
+            Op::StartsWith | Op::NotStartsWith => at(0),
+            Op::EndsWith | Op::NotEndsWith => at(t.len() - p.len()),
+            _ => false,
+        };
+    }
     let t = pg::upper(text);
     match op {
         Op::Contains | Op::NotContains => t.contains(pattern),

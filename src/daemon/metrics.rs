@@ -23,6 +23,7 @@ pub struct Metrics {
     pub control_side_effects: IntCounter,
     pub policy_set_version: IntGauge,
     pub policy_set_size: IntGaugeVec,
+    pub policy_queries_invalid: IntGauge,
     pub notifications_held: IntGauge,
     pub consumer_lag: IntGaugeVec,
     pub processing_latency: Histogram,
@@ -155,6 +156,10 @@ impl Metrics {
                 "eventmatchd_policy_set_size",
                 "Objects in the policy set in use, by kind (policies, rules, bindings)",
                 &["kind"],
+            ),
+            policy_queries_invalid: gauge(
+                "eventmatchd_policy_queries_invalid",
+                "Policies in the set in use whose AKQL query does not compile (their bindings are false for every event)",
             ),
             notifications_held: gauge(
                 "eventmatchd_notifications_held",

@@ -211,6 +211,12 @@ pub fn publish_policy_gauges(engine: &Engine, metrics: &Metrics) {
         .policy_set_size
         .with_label_values(&["bindings"])
         .set(snap.bindings().len() as i64);
+    metrics.policy_queries_invalid.set(
+        snap.policies()
+            .values()
+            .filter(|p| p.query_raises())
+            .count() as i64,
+    );
 }
 
 /// The consumer's current position in a partition of its assignment.

@@ -20,7 +20,10 @@
 //! A policy that raises for an event (authentik's `passes_model` on a `context.model` that is
 //! not an object, [`EventMatcherPolicy::raises`]) makes its bindings false without `negate`
 //! and logs no execution, as authentik's `PolicyProcess.run` catches the error; such events
-//! (rare) are evaluated policy by policy instead of through the index. [`evaluate_linear`] is the straightforward reference
+//! (rare) are evaluated policy by policy instead of through the index. A policy whose AKQL
+//! `query` does not compile raises for every event: it is left out of the index, and its
+//! negated bindings count as never passing. A query's top-level `action` conjunct indexes its
+//! policy like an `action` criterion (see [`crate::akql`]). [`evaluate_linear`] is the straightforward reference
 //! used by property tests and benchmarks.
 
 use crate::akql::{Columns, EventView};
