@@ -31,6 +31,7 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 pub struct Settings {
     pub kafka: KafkaSettings,
     pub topics: Topics,
+    pub events: EventSettings,
     pub http: HttpSettings,
     pub catalog: CatalogSettings,
     pub authentik: AuthentikSettings,
@@ -152,6 +153,14 @@ impl KafkaSettings {
         }
         out
     }
+}
+
+/// How records on the event topic are shaped (README "Feeding events").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSettings {
+    /// `authentik`, `debezium` or `auto` (each record's shape decides).
+    pub format: crate::ingest::Format,
 }
 
 #[derive(Debug, Clone, Deserialize)]

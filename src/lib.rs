@@ -19,6 +19,9 @@
 //! * [`engine`]: the state behind `arc-swap` and the two operations on it (process an event,
 //!   apply a command), returning the records to produce.
 //!
+//! [`ingest`] (pure too) turns each input format (authentik's own shape, Debezium CDC) into
+//! the record the engine takes.
+//!
 //! [`akql`] (pure too) is the policies' `query` language: parser, authentik's schema,
 //! PostgreSQL's semantics.
 //!
@@ -49,6 +52,7 @@ pub mod akql;
 pub mod config;
 pub mod daemon;
 pub mod domain;
+pub mod ingest;
 pub mod replay;
 pub mod tools;
 

@@ -204,7 +204,8 @@ fn replay(settings: &Settings, file: Option<PathBuf>) -> anyhow::Result<()> {
     let engine = Engine::new(settings.catalog(), settings.notifications.max_held)
         .with_anonymous_user_pk(settings.authentik.anonymous_user_pk())
         .with_max_record_bytes(settings.kafka.max_record_bytes())
-        .with_gone_horizon(settings.notifications.deleted_horizon_secs as i64);
+        .with_gone_horizon(settings.notifications.deleted_horizon_secs as i64)
+        .with_format(settings.events.format);
     let stdout = io::stdout().lock();
     let warn = |m: String| eprintln!("eventmatchd replay: {m}");
     let stats = match file.filter(|f| f.as_os_str() != "-") {
@@ -215,8 +216,8 @@ fn replay(settings: &Settings, file: Option<PathBuf>) -> anyhow::Result<()> {
         None => eventmatchd::replay::run(&engine, io::stdin().lock(), stdout, warn)?,
     };
     eprintln!(
-        "eventmatchd replay: {} events ({} invalid), {} commands, {} records out",
-        stats.events, stats.invalid, stats.commands, stats.records
+        "eventmatchd replay: {} events ({} invalid, {} skipped), {} commands, {} records out",
+        stats.events, stats.invalid, stats.skipped, stats.commands, stats.records
     );
     Ok(())
 }

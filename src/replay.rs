@@ -7,7 +7,9 @@
 //! arrived in that order. Positions stand in for Kafka offsets: a control command's offset is
 //! its position among the control lines (0-based), as it would be on the control topic, so a
 //! POST without `pk` gets the pk the daemon would derive; an event's offset is its line
-//! number (1-based), so a `dlq` record points back at the input line.
+//! number (1-based), so a `dlq` record points back at the input line. A line that is exactly
+//! `null` stands for a tombstone (a record without a value), as a CDC topic carries after a
+//! delete; with `events.format` `debezium` or `auto` it is skipped.
 
 use crate::control::CommandSource;
 use crate::engine::{Engine, OutRecord, RecordSource};
@@ -25,6 +27,8 @@ pub struct ReplayStats {
     pub commands: u64,
     pub records: u64,
     pub invalid: u64,
+    /// Records that are not events (CDC updates, deletes, tombstones...).
+    pub skipped: u64,
 }
 
 #[derive(Serialize)]
@@ -106,7 +110,11 @@ pub fn run(
                 key: None,
                 timestamp: Utc::now(),
             };
-            let outcome = engine.process_event(bytes, &src);
+            let value = (text.map(str::trim) != Some("null")).then_some(bytes);
+            let outcome = engine.process_record(value, &src);
+            if outcome.skipped.is_some() {
+                stats.skipped += 1;
+            }
             if let Some(err) = &outcome.invalid {
                 stats.invalid += 1;
                 warn(format!(

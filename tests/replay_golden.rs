@@ -55,7 +55,10 @@ fn replay_of_the_sample_matches_the_golden_file() {
     let golden = std::fs::read_to_string(GOLDEN).expect("golden file");
     assert_eq!(out, golden, "replay output differs from {GOLDEN}");
     assert!(err.contains("line 10: invalid event (not_json)"), "{err}");
-    assert!(err.contains("7 events (2 invalid), 11 commands"), "{err}");
+    assert!(
+        err.contains("7 events (2 invalid, 0 skipped), 11 commands"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -113,5 +116,8 @@ fn replay_survives_any_garbage() {
         ["dlq", "dlq", "dlq", "results", "dlq", "dlq"],
         "{out}"
     );
-    assert!(err.contains("5 events (5 invalid), 1 commands"), "{err}");
+    assert!(
+        err.contains("5 events (5 invalid, 0 skipped), 1 commands"),
+        "{err}"
+    );
 }

@@ -14,6 +14,7 @@ pub struct Metrics {
     registry: Registry,
     pub events_consumed: IntCounter,
     pub events_invalid: IntCounterVec,
+    pub events_skipped: IntCounterVec,
     pub notifications_emitted: IntCounterVec,
     pub executions_emitted: IntCounter,
     pub notifications_dropped: IntCounterVec,
@@ -115,6 +116,11 @@ impl Metrics {
             events_invalid: counter_vec(
                 "eventmatchd_events_invalid_total",
                 "Invalid event records sent to the dead-letter topic, by reason",
+                &["reason"],
+            ),
+            events_skipped: counter_vec(
+                "eventmatchd_events_skipped_total",
+                "Records of the event topic that are not events (CDC tombstones, updates, deletes, truncates, messages), by reason; never dead-lettered",
                 &["reason"],
             ),
             notifications_emitted: counter_vec(
@@ -236,16 +242,11 @@ impl Metrics {
             m.group_rejoins.with_label_values(&[component]);
         }
         m.notifications_dropped.with_label_values(&["null_body"]);
-        for reason in [
-            "not_utf8",
-            "not_json",
-            "not_object",
-            "missing_field",
-            "wrong_type",
-            "invalid_value",
-            "output_too_large",
-        ] {
+        for reason in crate::events::EventError::REASONS {
             m.events_invalid.with_label_values(&[reason]);
+        }
+        for reason in crate::ingest::SKIP_REASONS {
+            m.events_skipped.with_label_values(&[reason]);
         }
         m
     }

@@ -117,7 +117,8 @@ async fn run_kafka(
         Engine::new(settings.catalog(), settings.notifications.max_held)
             .with_anonymous_user_pk(settings.authentik.anonymous_user_pk())
             .with_max_record_bytes(settings.kafka.max_record_bytes())
-            .with_gone_horizon(settings.notifications.deleted_horizon_secs as i64),
+            .with_gone_horizon(settings.notifications.deleted_horizon_secs as i64)
+            .with_format(settings.events.format),
     );
     // The notification topic is read in topic order, not by age: evict by age once caught up.
     engine.index().pause_eviction();

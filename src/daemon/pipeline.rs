@@ -380,9 +380,13 @@ fn evaluate_batch(
     let fallback = Utc::now();
     for (i, m) in batch.iter().enumerate() {
         let src = source_of(m, fallback);
-        let out = deps
-            .engine
-            .process_event(m.payload().unwrap_or_default(), &src);
+        let out = deps.engine.process_record(m.payload(), &src);
+        if let Some(reason) = out.skipped {
+            deps.metrics
+                .events_skipped
+                .with_label_values(&[reason])
+                .inc();
+        }
         if let Some(err) = &out.invalid {
             deps.metrics
                 .events_invalid

@@ -7,6 +7,7 @@ use crate::catalog::Catalog;
 use crate::control::{self, CommandOutcome, CommandSource, NotificationEffect};
 use crate::events::{Event, EventError};
 use crate::index::NotificationIndex;
+use crate::ingest::{Format, Ingested};
 use crate::matcher::Execution;
 use crate::notify::{self, Notification};
 use crate::policyset::PolicySet;
@@ -86,6 +87,8 @@ pub struct EventOutcome {
     pub null_body: usize,
     /// An output was too large to write and the event was dead-lettered in its place.
     pub oversized: bool,
+    /// The record is not an event (a CDC tombstone, update, delete...): why.
+    pub skipped: Option<&'static str>,
 }
 
 /// What one control command did.
@@ -119,6 +122,8 @@ pub struct Engine {
     /// The largest record the producer may write. Every instance must use the same value:
     /// a control command too large to answer is refused (413) by every instance alike.
     max_record_bytes: usize,
+    /// How event records are shaped (`events.format`, [`crate::ingest`]).
+    format: Format,
 }
 
 impl Engine {
@@ -130,7 +135,14 @@ impl Engine {
             index: NotificationIndex::new(max_notifications),
             anonymous_user_pk: Value::Null,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            format: Format::default(),
         }
+    }
+
+    /// Sets the input format of the event topic (`events.format`).
+    pub fn with_format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
     }
 
     /// Sets how long deleted notifications of events without `expires` are remembered.
@@ -205,20 +217,40 @@ impl Engine {
 
     /// Parses, evaluates and renders one event record.
     pub fn process_event(&self, payload: &[u8], src: &RecordSource<'_>) -> EventOutcome {
-        let event = match Event::parse(payload) {
-            Ok(e) => e,
-            Err(err) => {
-                let mut record = dead_letter(payload, src, &err);
-                if !self.record_fits(&record) {
-                    // Escapes and base64 make the envelope larger than the input.
-                    record = compact_dead_letter(payload, src, err.reason(), &err.to_string());
-                }
-                return EventOutcome {
-                    records: vec![record],
-                    invalid: Some(err),
-                    ..EventOutcome::default()
-                };
+        self.process_record(Some(payload), src)
+    }
+
+    /// One record of the event topic (`None`: a tombstone), in the configured input format
+    /// ([`crate::ingest`]): an event is evaluated, a record that is not one (a CDC update,
+    /// delete, tombstone...) is skipped, an invalid one becomes a dead letter of the record as
+    /// it arrived.
+    pub fn process_record(&self, value: Option<&[u8]>, src: &RecordSource<'_>) -> EventOutcome {
+        let payload = value.unwrap_or_default();
+        let invalid = |err: EventError| {
+            let mut record = dead_letter(payload, src, &err);
+            if !self.record_fits(&record) {
+                // Escapes and base64 make the envelope larger than the input.
+                record = compact_dead_letter(payload, src, err.reason(), &err.to_string());
             }
+            EventOutcome {
+                records: vec![record],
+                invalid: Some(err),
+                ..EventOutcome::default()
+            }
+        };
+        let bytes = match crate::ingest::ingest(self.format, value) {
+            Ok(Ingested::Event(b)) => b,
+            Ok(Ingested::Skip(reason)) => {
+                return EventOutcome {
+                    skipped: Some(reason),
+                    ..EventOutcome::default()
+                }
+            }
+            Err(err) => return invalid(err),
+        };
+        let event = match Event::parse(&bytes) {
+            Ok(e) => e,
+            Err(err) => return invalid(err),
         };
         let mut out = self.process_parsed(&event, src.timestamp);
         // An output too large to write is replaced by one compact dead letter of the event

@@ -31,9 +31,28 @@ pub enum EventError {
     },
     #[error("field `{field}` is invalid: {detail}")]
     InvalidValue { field: &'static str, detail: String },
+    /// A record in Debezium's shape that breaks it (see [`crate::ingest::debezium`]).
+    #[error("Debezium record: `{field}` {detail}")]
+    Debezium { field: String, detail: String },
+    /// authentik's `"Created Event"` log line: it has no event uuid (nor `app`, `created`).
+    #[error("an authentik \"Created Event\" log line is not an event record: it has no event uuid, app or created time; feed events by change data capture (README \"Feeding events\")")]
+    LogLine,
 }
 
 impl EventError {
+    /// Every [`reason`](Self::reason), for metrics that start at 0.
+    pub const REASONS: [&'static str; 9] = [
+        "not_utf8",
+        "not_json",
+        "not_object",
+        "missing_field",
+        "wrong_type",
+        "invalid_value",
+        "invalid_debezium",
+        "authentik_log_line",
+        "output_too_large",
+    ];
+
     /// A short, fixed label for metrics and the dead-letter envelope.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -43,6 +62,8 @@ impl EventError {
             EventError::MissingField(_) => "missing_field",
             EventError::WrongType { .. } => "wrong_type",
             EventError::InvalidValue { .. } => "invalid_value",
+            EventError::Debezium { .. } => "invalid_debezium",
+            EventError::LogLine => "authentik_log_line",
         }
     }
 }

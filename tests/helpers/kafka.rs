@@ -359,6 +359,14 @@ impl TestProducer {
         }
     }
 
+    /// A record without a value (a tombstone), as a CDC topic carries after a delete.
+    pub fn send_tombstone(&self, topic: &str, key: &str) {
+        let rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).key(key);
+        if let Err((e, _)) = self.producer.send(rec) {
+            panic!("produce tombstone failed: {e}");
+        }
+    }
+
     pub fn send_json(&self, topic: &str, value: &Value) {
         let key = value.get("pk").and_then(Value::as_str);
         self.send(topic, key, value.to_string().as_bytes());
