@@ -811,3 +811,112 @@ fn dashboards_and_alerts_query_only_what_a_running_daemon_exports() {
     }
     daemon.terminate(Duration::from_secs(30));
 }
+
+/// Issue 16: `docker compose --profile cdc` runs PostgreSQL with logical decoding, Debezium's
+/// Kafka Connect and a job registering the connector, whose records land on the daemon's
+/// events topic in a shape the daemon reads (the images cannot run here: the files are
+/// checked against each other).
+#[test]
+fn compose_cdc_profile_feeds_the_events_topic() {
+    let compose = yaml("docker-compose.yml");
+    let services = compose["services"].as_object().expect("services");
+    for (name, svc) in services {
+        let cdc = ["postgres", "connect", "connector"].contains(&name.as_str());
+        let profiles: Vec<&str> = svc["profiles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect();
+        assert_eq!(
+            profiles == ["cdc"],
+            cdc,
+            "{name}: only the CDC services are in the cdc profile"
+        );
+    }
+    let pg = &services["postgres"];
+    assert!(
+        pg["command"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| s(c) == "wal_level=logical"),
+        "Debezium needs logical decoding"
+    );
+    let connect = &services["connect"];
+    assert!(s(&connect["image"]).starts_with("quay.io/debezium/connect:"));
+    assert_eq!(
+        s(&connect["environment"]["BOOTSTRAP_SERVERS"]),
+        "kafka:9092"
+    );
+    assert_eq!(
+        s(&connect["depends_on"]["topics"]["condition"]),
+        "service_completed_successfully",
+        "the events topic exists before Connect writes to it"
+    );
+    let job = &services["connector"];
+    let script = root().join("deploy/debezium/register.sh");
+    let ok = Command::new("sh")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .expect("sh -n");
+    assert!(ok.success(), "register.sh parses");
+    assert_eq!(s(&job["entrypoint"][1]), "/deploy/debezium/register.sh");
+    let file = s(&job["environment"]["FILE"]).to_string();
+    assert!(file.starts_with("/deploy/debezium/"));
+
+    let connector: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            root()
+                .join("deploy/debezium")
+                .join(file.trim_start_matches("/deploy/debezium/")),
+        )
+        .expect("connector file"),
+    )
+    .expect("connector file is JSON");
+    let c = &connector["config"];
+    let cs = |k: &str| {
+        c[k].as_str()
+            .unwrap_or_else(|| panic!("connector config {k}"))
+            .to_string()
+    };
+    assert_eq!(
+        cs("connector.class"),
+        "io.debezium.connector.postgresql.PostgresConnector"
+    );
+    assert_eq!(cs("table.include.list"), "public.authentik_events_event");
+    assert_eq!(cs("database.hostname"), "postgres");
+    let pg_env = &pg["environment"];
+    assert_eq!(cs("database.dbname"), s(&pg_env["POSTGRES_DB"]));
+    assert_eq!(cs("database.user"), s(&pg_env["POSTGRES_USER"]));
+    assert_eq!(cs("database.password"), s(&pg_env["POSTGRES_PASSWORD"]));
+    assert_eq!(
+        cs("value.converter"),
+        "org.apache.kafka.connect.json.JsonConverter"
+    );
+    // The table's topic is routed onto the daemon's events topic.
+    let settings = Settings::load(None, Vec::<(String, String)>::new()).expect("defaults");
+    let table_topic = format!("{}.public.authentik_events_event", cs("topic.prefix"));
+    let re = Regex::new(&format!("^(?:{})$", cs("transforms.route.regex"))).expect("route regex");
+    assert!(re.is_match(&table_topic), "the route matches {table_topic}");
+    assert_eq!(cs("transforms.route.replacement"), settings.topics.events);
+    // The README shows this very connector.
+    let readme = read("README.md");
+    let shown = readme
+        .split("## Feeding events")
+        .nth(1)
+        .and_then(|sec| sec.split("```json").nth(1))
+        .and_then(|b| b.split("```").next())
+        .expect("README \"Feeding events\" shows the connector");
+    let shown: serde_json::Value = serde_json::from_str(shown).expect("README's connector is JSON");
+    assert_eq!(
+        shown, connector,
+        "README and deploy/debezium/authentik-events.json agree"
+    );
+    assert_ne!(
+        settings.events.format,
+        eventmatchd::ingest::Format::Authentik,
+        "the daemon reads Debezium records by default"
+    );
+}
