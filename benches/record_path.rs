@@ -10,9 +10,11 @@ use common::Counting;
 use criterion::{BatchSize, Throughput};
 use eventmatchd::engine::Engine;
 use eventmatchd::events::Event;
+use eventmatchd::ingest::{ingest, Format, Ingested};
 use eventmatchd::notify;
 use eventmatchd::policyset::PolicySet;
 use eventmatchd::rules::NotificationRule;
+use serde_json::{json, Value};
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -43,6 +45,45 @@ fn parse_pass(events: &[Vec<u8>]) -> usize {
         .iter()
         .map(|e| Event::parse(black_box(e)).map_or(0, |ev| ev.action.len()))
         .sum()
+}
+
+/// Input format → Event: `ingest` (shape detection, CDC conversion) then the event parser, as
+/// `Engine::process_record` does before matching.
+fn shape_pass(format: Format, records: &[Vec<u8>]) -> usize {
+    records
+        .iter()
+        .map(|r| match ingest(format, Some(black_box(r))) {
+            Ok(Ingested::Event(b)) => Event::parse(&b).map_or(0, |ev| ev.action.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The workload's events as Debezium would send them: (envelope, envelope with schemas,
+/// unwrapped row). jsonb columns as PostgreSQL's text, timestamps as ZonedTimestamp strings.
+fn cdc_shapes(events: &[Vec<u8>]) -> [Vec<Vec<u8>>; 3] {
+    let text = |v: &Value| {
+        let mut s = String::new();
+        eventmatchd::akql::pg::jsonb_out(v, &mut s);
+        s
+    };
+    let mut out: [Vec<Vec<u8>>; 3] = Default::default();
+    for e in events {
+        let v: Value = serde_json::from_slice(e).expect("workload event");
+        let row = json!({
+            "event_uuid": v["pk"], "user": text(&v["user"]), "action": v["action"], "app": v["app"],
+            "context": text(&v["context"]), "client_ip": v["client_ip"], "created": v["created"],
+            "expires": v["expires"], "expiring": true, "brand": text(&v["brand"]),
+        });
+        let source = json!({"version": "2.7.3.Final", "connector": "postgresql", "name": "authentik",
+            "ts_ms": 1726236342171i64, "snapshot": "false", "db": "authentik", "schema": "public",
+            "table": "authentik_events_event", "txId": 1042, "lsn": 24023128, "xmin": null});
+        let env = json!({"before": null, "after": row, "source": source, "op": "c", "ts_ms": 1726236342180i64});
+        out[0].push(serde_json::to_vec(&env).unwrap_or_default());
+        out[1].push(serde_json::to_vec(&json!({"schema": {"type": "struct", "name": "authentik.public.authentik_events_event.Envelope", "optional": false, "fields": []}, "payload": env})).unwrap_or_default());
+        out[2].push(serde_json::to_vec(&row).unwrap_or_default());
+    }
+    out
 }
 
 fn match_pass(set: &PolicySet, parsed: &[Event]) -> usize {
@@ -159,6 +200,53 @@ fn main() {
         per(parse_allocs, EVENTS),
         per(match_allocs, EVENTS),
         per(render_allocs, fired.len()),
+    );
+    // Input formats (issue 16): record → Event for each shape, side by side with the native
+    // record read as `authentik` (no detection) and as `auto`.
+    let [envelope, schemas, unwrapped] = cdc_shapes(&events);
+    let mut native_plain = || {
+        black_box(shape_pass(Format::Authentik, &events));
+    };
+    let mut native_auto = || {
+        black_box(shape_pass(Format::Auto, &events));
+    };
+    let mut env_auto = || {
+        black_box(shape_pass(Format::Auto, &envelope));
+    };
+    let mut schemas_auto = || {
+        black_box(shape_pass(Format::Auto, &schemas));
+    };
+    let mut row_auto = || {
+        black_box(shape_pass(Format::Auto, &unwrapped));
+    };
+    let f = common::interleaved(
+        &[EVENTS; 5],
+        11,
+        &mut [
+            &mut native_plain,
+            &mut native_auto,
+            &mut env_auto,
+            &mut schemas_auto,
+            &mut row_auto,
+        ],
+    );
+    let size = |rs: &[Vec<u8>]| rs.iter().map(Vec::len).sum::<usize>() / rs.len();
+    println!(
+        "  input formats (record -> Event, ns/event): native as `authentik` {:.0} ({} B); native as `auto` {:.0} ({:.2}x); \
+         Debezium envelope {:.0} ({} B, {:.2}x); with schemas {:.0} ({} B, {:.2}x); unwrapped row {:.0} ({} B, {:.2}x)",
+        f[0],
+        size(&events),
+        f[1],
+        f[1] / f[0],
+        f[2],
+        size(&envelope),
+        f[2] / f[0],
+        f[3],
+        size(&schemas),
+        f[3] / f[0],
+        f[4],
+        size(&unwrapped),
+        f[4] / f[0],
     );
     common::report(
         "record path events/s on one core",

@@ -31,7 +31,9 @@
 use super::Ingested;
 use crate::events::EventError;
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
 use std::borrow::Cow;
 use uuid::Uuid;
 
@@ -42,38 +44,157 @@ fn broken(field: impl Into<String>, detail: impl Into<String>) -> EventError {
     }
 }
 
+/// The keys that matter at the top of a record, borrowed (nothing else is built). `pk` and
+/// `event` tell a native event and authentik's log line apart under `auto`.
+#[derive(Deserialize)]
+struct Top<'a> {
+    #[serde(default, deserialize_with = "present")]
+    pk: bool,
+    #[serde(default, borrow, deserialize_with = "raw")]
+    event: Option<&'a RawValue>,
+    #[serde(default, deserialize_with = "present")]
+    schema: bool,
+    #[serde(default, borrow, deserialize_with = "raw")]
+    payload: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "raw")]
+    op: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "raw")]
+    after: Option<&'a RawValue>,
+    #[serde(default, deserialize_with = "present")]
+    event_uuid: bool,
+    #[serde(default, borrow, deserialize_with = "raw")]
+    __deleted: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "raw")]
+    __op: Option<&'a RawValue>,
+}
+
+/// The columns of `authentik_events_event`, each as sent (converted one by one below, so each
+/// problem names its column).
+#[derive(Deserialize)]
+struct Row<'a> {
+    #[serde(default, borrow, deserialize_with = "raw")]
+    event_uuid: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "raw")]
+    user: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "raw")]
+    action: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "raw")]
+    app: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "raw")]
+    context: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "raw")]
+    client_ip: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "raw")]
+    created: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "raw")]
+    expires: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "raw")]
+    brand: Option<&'a RawValue>,
+    /// `brand` before authentik 2024.2.
+    #[serde(default, borrow, deserialize_with = "raw")]
+    tenant: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d)?;
+    Ok(true)
+}
+
+/// A present key, `null` included (serde's `Option` would make `null` absent).
+fn raw<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+fn is_null(v: Option<&RawValue>) -> bool {
+    v.is_none_or(|r| r.get() == "null")
+}
+
+/// A JSON string's content.
+fn text<'a>(v: &'a RawValue) -> Option<Cow<'a, str>> {
+    serde_json::from_str::<Cow<'a, str>>(v.get()).ok()
+}
+
 /// One record of a Debezium topic. `strict`: the format was set explicitly, so a record of no
-/// Debezium shape is refused as one (with `auto` it never gets here).
+/// Debezium shape is refused as one.
 pub fn ingest(bytes: &[u8], strict: bool) -> Result<Ingested<'static>, EventError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| EventError::NotUtf8)?;
-    let mut v: Value =
-        serde_json::from_str(text).map_err(|e| EventError::NotJson(e.to_string()))?;
-    let mut prefix = "";
+    let text_all = std::str::from_utf8(bytes).map_err(|_| EventError::NotUtf8)?;
+    if !text_all.trim_start().starts_with('{') {
+        // Not an object: the same reasons the event parser gives.
+        return Err(
+            match serde_json::from_str::<serde::de::IgnoredAny>(text_all) {
+                Ok(_) => EventError::NotObject,
+                Err(e) => EventError::NotJson(e.to_string()),
+            },
+        );
+    }
+    let top: Top<'_> =
+        serde_json::from_str(text_all).map_err(|e| EventError::NotJson(e.to_string()))?;
+    from_top(top, text_all, "", strict)
+}
+
+/// `events.format = "auto"` for a record that may be Debezium's (see [`super::detect`]): one
+/// parse of its top level decides, and a Debezium record goes on from it.
+pub fn ingest_auto(bytes: &[u8]) -> Result<Ingested<'_>, EventError> {
+    let native = || Ok(Ingested::Event(Cow::Borrowed(bytes)));
+    let Ok(text_all) = std::str::from_utf8(bytes) else {
+        return native();
+    };
+    let Ok(top) = serde_json::from_str::<Top<'_>>(text_all) else {
+        // Not an object (or not JSON): the event parser gives the precise reason.
+        return native();
+    };
+    if top.pk {
+        return native();
+    }
+    let cdc = (top.schema && top.payload.is_some()) || top.op.is_some() || top.event_uuid;
+    if !cdc {
+        if top.event.is_some_and(|e| e.get() == "\"Created Event\"") {
+            return Err(EventError::LogLine);
+        }
+        return native();
+    }
+    from_top(top, text_all, "", false).map(|i| match i {
+        Ingested::Event(b) => Ingested::Event(Cow::Owned(b.into_owned())),
+        Ingested::Skip(r) => Ingested::Skip(r),
+    })
+}
+
+fn ingest_value(v: &RawValue, prefix: &str, strict: bool) -> Result<Ingested<'static>, EventError> {
+    let top: Top<'_> = serde_json::from_str(v.get())
+        .map_err(|e| broken(format!("{prefix}(value)"), format!("is not an object: {e}")))?;
+    from_top(top, v.get(), prefix, strict)
+}
+
+fn from_top(
+    top: Top<'_>,
+    whole: &str,
+    prefix: &str,
+    strict: bool,
+) -> Result<Ingested<'static>, EventError> {
     // `schemas.enable=true`: the value is under `payload` (null for a tombstone).
-    if let Value::Object(o) = &mut v {
-        if o.contains_key("schema") && o.contains_key("payload") {
-            v = o.remove("payload").unwrap_or(Value::Null);
-            prefix = "payload.";
-            if v.is_null() {
+    if top.schema && !prefix.starts_with("payload") {
+        if let Some(p) = top.payload {
+            if p.get() == "null" {
                 return Ok(Ingested::Skip("tombstone"));
             }
+            if !p.get().starts_with('{') {
+                return Err(broken("payload", "is not an object"));
+            }
+            return ingest_value(p, "payload.", strict);
         }
     }
-    let Value::Object(mut o) = v else {
-        return Err(broken(format!("{prefix}(value)"), "is not an object"));
-    };
-    if let Some(op) = o.get("op") {
-        let op = op.as_str().unwrap_or_default().to_string();
-        let skip = match op.as_str() {
+    if let Some(op) = top.op {
+        let op = text(op).unwrap_or_default();
+        let skip = match op.as_ref() {
             "c" | "r" => None,
             "u" => Some("update"),
             "d" => Some("delete"),
             "t" => Some("truncate"),
             "m" => Some("message"),
-            _ => {
+            other => {
                 return Err(broken(
                     format!("{prefix}op"),
-                    format!("is {:?}, not one of c, r, u, d, t, m", o["op"]),
+                    format!("is {other:?}, not one of c, r, u, d, t, m"),
                 ))
             }
         };
@@ -81,74 +202,79 @@ pub fn ingest(bytes: &[u8], strict: bool) -> Result<Ingested<'static>, EventErro
             return Ok(Ingested::Skip(reason));
         }
         let field = format!("{prefix}after");
-        return match o.remove("after") {
-            Some(Value::Object(row)) => row_to_event(&row, &format!("{field}.")),
+        return match top.after {
+            Some(a) if a.get().starts_with('{') => row_to_event(a.get(), &format!("{field}.")),
             _ => Err(broken(field, format!("is not a row, for op {op:?}"))),
         };
     }
-    if o.contains_key("event_uuid") {
+    if top.event_uuid {
         // An unwrapped row (`ExtractNewRecordState`), maybe with added fields.
-        let deleted = matches!(o.get("__deleted"), Some(Value::String(s)) if s == "true")
-            || matches!(o.get("__deleted"), Some(Value::Bool(true)));
+        let deleted = top
+            .__deleted
+            .is_some_and(|d| matches!(d.get(), "\"true\"" | "true"));
         if deleted {
             return Ok(Ingested::Skip("delete"));
         }
-        match o.get("__op").and_then(Value::as_str) {
+        match top.__op.and_then(text).as_deref() {
             Some("u") => return Ok(Ingested::Skip("update")),
             Some("d") => return Ok(Ingested::Skip("delete")),
             Some("t") => return Ok(Ingested::Skip("truncate")),
             _ => {}
         }
-        o.retain(|k, _| !k.starts_with("__"));
-        return row_to_event(&o, prefix);
+        return row_to_event(whole, prefix);
     }
-    if strict {
-        return Err(broken(
-            format!("{prefix}op"),
-            "is missing: not a Debezium change event or an authentik_events_event row",
-        ));
-    }
-    Err(broken(format!("{prefix}op"), "is missing"))
+    let detail = if strict {
+        "is missing: not a Debezium change event or an authentik_events_event row"
+    } else {
+        "is missing"
+    };
+    Err(broken(format!("{prefix}op"), detail))
 }
 
 /// A json/jsonb column: the JSON text Debezium sends as a string, parsed (key order kept).
-fn json_column(row: &Map<String, Value>, name: &str, at: &str) -> Result<Value, EventError> {
-    match row.get(name) {
-        None | Some(Value::Null) => Ok(Value::Null),
-        Some(Value::String(s)) => serde_json::from_str(s)
-            .map_err(|e| broken(format!("{at}{name}"), format!("is not JSON text: {e}"))),
-        Some(_) => Err(broken(
+fn json_column(v: Option<&RawValue>, name: &str, at: &str) -> Result<Value, EventError> {
+    if is_null(v) {
+        return Ok(Value::Null);
+    }
+    let t = v.and_then(text).ok_or_else(|| {
+        broken(
             format!("{at}{name}"),
             "is not a string (Debezium sends json/jsonb as io.debezium.data.Json text)",
-        )),
-    }
+        )
+    })?;
+    serde_json::from_str(&t)
+        .map_err(|e| broken(format!("{at}{name}"), format!("is not JSON text: {e}")))
 }
 
 fn string_column<'a>(
-    row: &'a Map<String, Value>,
+    v: Option<&'a RawValue>,
     name: &str,
     at: &str,
     nullable: bool,
-) -> Result<Option<&'a str>, EventError> {
-    match row.get(name) {
-        Some(Value::String(s)) => Ok(Some(s)),
-        None | Some(Value::Null) if nullable => Ok(None),
-        None | Some(Value::Null) => Err(broken(format!("{at}{name}"), "is missing")),
-        Some(_) => Err(broken(format!("{at}{name}"), "is not a string")),
+) -> Result<Option<Cow<'a, str>>, EventError> {
+    if is_null(v) {
+        return if nullable {
+            Ok(None)
+        } else {
+            Err(broken(format!("{at}{name}"), "is missing"))
+        };
     }
+    v.and_then(text)
+        .map(Some)
+        .ok_or_else(|| broken(format!("{at}{name}"), "is not a string"))
 }
 
 /// A `timestamptz` column (`io.debezium.time.ZonedTimestamp`) as authentik's API renders it.
 fn time_column(
-    row: &Map<String, Value>,
+    v: Option<&RawValue>,
     name: &str,
     at: &str,
     nullable: bool,
-) -> Result<Value, EventError> {
-    let Some(s) = string_column(row, name, at, nullable)? else {
-        return Ok(Value::Null);
+) -> Result<Option<String>, EventError> {
+    let Some(s) = string_column(v, name, at, nullable)? else {
+        return Ok(None);
     };
-    let t = DateTime::parse_from_rfc3339(s)
+    let t = DateTime::parse_from_rfc3339(&s)
         .map_err(|e| {
             broken(
                 format!("{at}{name}"),
@@ -156,7 +282,7 @@ fn time_column(
             )
         })?
         .with_timezone(&Utc);
-    Ok(Value::String(api_time(&t)))
+    Ok(Some(api_time(&t)))
 }
 
 /// DRF's `DateTimeField`: `isoformat()` (microseconds only when non-zero) with `Z` for UTC.
@@ -171,46 +297,56 @@ pub fn api_time(t: &DateTime<Utc>) -> String {
     format!("{stem}.{micros:06}Z")
 }
 
-/// The row as authentik's `EventSerializer` renders it.
-fn row_to_event(row: &Map<String, Value>, at: &str) -> Result<Ingested<'static>, EventError> {
-    let uuid = string_column(row, "event_uuid", at, false)?.unwrap_or_default();
-    let pk = Uuid::parse_str(uuid)
+/// The row as authentik's `EventSerializer` renders it, written field by field.
+fn row_to_event(raw_row: &str, at: &str) -> Result<Ingested<'static>, EventError> {
+    let row: Row<'_> = serde_json::from_str(raw_row)
+        .map_err(|e| broken(at.trim_end_matches('.'), format!("is not a row: {e}")))?;
+    let uuid = string_column(row.event_uuid, "event_uuid", at, false)?.unwrap_or_default();
+    let pk = Uuid::parse_str(&uuid)
         .map_err(|_| broken(format!("{at}event_uuid"), format!("{uuid:?} is not a UUID")))?;
-    let brand_column = if row.contains_key("brand") {
-        "brand"
-    } else {
-        "tenant"
+    let user = json_column(row.user, "user", at)?;
+    let action = string_column(row.action, "action", at, false)?.unwrap_or_default();
+    let app = string_column(row.app, "app", at, false)?.unwrap_or_default();
+    let context = json_column(row.context, "context", at)?;
+    let client_ip = string_column(row.client_ip, "client_ip", at, true)?;
+    let created = time_column(row.created, "created", at, false)?;
+    let expires = time_column(row.expires, "expires", at, true)?;
+    let brand = match row.brand {
+        Some(b) => json_column(Some(b), "brand", at)?,
+        None => json_column(row.tenant, "tenant", at)?,
     };
-    let mut ev = Map::new();
-    ev.insert("pk".into(), Value::String(pk.hyphenated().to_string()));
-    ev.insert("user".into(), json_column(row, "user", at)?);
-    ev.insert(
-        "action".into(),
-        Value::String(
-            string_column(row, "action", at, false)?
-                .unwrap_or_default()
-                .into(),
-        ),
-    );
-    ev.insert(
-        "app".into(),
-        Value::String(
-            string_column(row, "app", at, false)?
-                .unwrap_or_default()
-                .into(),
-        ),
-    );
-    ev.insert("context".into(), json_column(row, "context", at)?);
-    ev.insert(
-        "client_ip".into(),
-        string_column(row, "client_ip", at, true)?.map_or(Value::Null, |s| Value::String(s.into())),
-    );
-    ev.insert("created".into(), time_column(row, "created", at, false)?);
-    ev.insert("expires".into(), time_column(row, "expires", at, true)?);
-    ev.insert("brand".into(), json_column(row, brand_column, at)?);
-    let bytes = serde_json::to_vec(&Value::Object(ev))
-        .map_err(|e| broken(at.trim_end_matches('.'), e.to_string()))?;
-    Ok(Ingested::Event(Cow::Owned(bytes)))
+    let mut out = Vec::with_capacity(raw_row.len());
+    let mut put = |key: &str, v: &dyn erased::Json| {
+        out.push(if out.is_empty() { b'{' } else { b',' });
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        v.write(&mut out);
+    };
+    put("pk", &pk.hyphenated().to_string());
+    put("user", &user);
+    put("action", &action.as_ref());
+    put("app", &app.as_ref());
+    put("context", &context);
+    put("client_ip", &client_ip.as_deref());
+    put("created", &created.as_deref());
+    put("expires", &expires.as_deref());
+    put("brand", &brand);
+    out.push(b'}');
+    Ok(Ingested::Event(Cow::Owned(out)))
+}
+
+/// Serialising the output's values one after the other into one buffer.
+mod erased {
+    pub trait Json {
+        fn write(&self, out: &mut Vec<u8>);
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn write(&self, out: &mut Vec<u8>) {
+            // Writing JSON into a Vec cannot fail for these types (strings, values).
+            let _ = serde_json::to_writer(&mut *out, self);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@
 //! saying so, rather than given an invented pk; README "Feeding events".
 //!
 //! # Layout
-//! * [`detect`]: which shape a record has (`events.format = "auto"`), cheaply for native
-//!   records.
+//! * [`detect`]: whether a record may be other than native (`events.format = "auto"`),
+//!   without parsing it.
 //! * [`debezium`]: the change-event envelope (schemas on or off), the unwrapped row
 //!   (`ExtractNewRecordState`), and the row → Event conversion.
 
@@ -73,10 +73,7 @@ pub fn ingest(format: Format, value: Option<&[u8]>) -> Result<Ingested<'_>, Even
     match format {
         Format::Authentik => Ok(Ingested::Event(Cow::Borrowed(bytes))),
         Format::Debezium => debezium::ingest(bytes, true),
-        Format::Auto => match detect::shape(bytes) {
-            detect::Shape::Native => Ok(Ingested::Event(Cow::Borrowed(bytes))),
-            detect::Shape::LogLine => Err(EventError::LogLine),
-            detect::Shape::Debezium => debezium::ingest(bytes, false),
-        },
+        Format::Auto if detect::maybe_not_native(bytes) => debezium::ingest_auto(bytes),
+        Format::Auto => Ok(Ingested::Event(Cow::Borrowed(bytes))),
     }
 }
