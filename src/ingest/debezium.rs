@@ -63,6 +63,8 @@ struct Top<'a> {
     #[serde(default, deserialize_with = "present")]
     event_uuid: bool,
     #[serde(default, borrow, deserialize_with = "raw")]
+    context: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "raw")]
     __deleted: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "raw")]
     __op: Option<&'a RawValue>,
@@ -146,7 +148,11 @@ pub fn ingest_auto(bytes: &[u8]) -> Result<Ingested<'_>, EventError> {
     if top.pk {
         return native();
     }
-    let cdc = (top.schema && top.payload.is_some()) || top.op.is_some() || top.event_uuid;
+    // A row's `context` is jsonb, which Debezium always sends as text: a record that spells its
+    // key `event_uuid` but carries `context` as an object is an event in authentik's own shape
+    // (the event parser takes `event_uuid` for `pk`), not a row.
+    let row = top.event_uuid && !top.context.is_some_and(|c| c.get().starts_with('{'));
+    let cdc = (top.schema && top.payload.is_some()) || top.op.is_some() || row;
     if !cdc {
         if top.event.is_some_and(|e| e.get() == "\"Created Event\"") {
             return Err(EventError::LogLine);
@@ -423,6 +429,29 @@ mod tests {
                 Ok(Ingested::Skip(reason)),
                 "{value}"
             );
+        }
+    }
+
+    #[test]
+    fn auto_leaves_an_api_shaped_event_spelled_event_uuid_to_the_event_parser() {
+        // authentik's own shape with the model's key name: context is an object, not jsonb text.
+        let api = json!({"event_uuid": "e0000000-0000-4000-8000-000000000002", "user": {"pk": 7},
+            "action": "login", "app": "a", "context": {}, "created": "2024-09-13T14:06:00Z"})
+        .to_string();
+        assert_eq!(
+            ingest_auto(api.as_bytes()),
+            Ok(Ingested::Event(Cow::Borrowed(api.as_bytes())))
+        );
+        // The same key with jsonb text is a row, converted.
+        let row = row().to_string();
+        match ingest_auto(row.as_bytes()) {
+            Ok(Ingested::Event(Cow::Owned(b))) => {
+                assert_eq!(
+                    serde_json::from_slice::<Value>(&b).expect("json")["context"]["geo"]["city"],
+                    "Berlin"
+                )
+            }
+            other => panic!("{other:?}"),
         }
     }
 
