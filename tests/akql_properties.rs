@@ -297,11 +297,16 @@ proptest! {
         for (n, (q, negate, with_action, rule)) in queries.iter().enumerate() {
             // Some policies also set the plain `action` criterion, some are broken queries.
             // Some are indexed by a top-level action conjunct (the grammar groups to the right,
-            // so the unparenthesised form is top-level too).
-            let text = match n % 5 {
+            // so the unparenthesised form is top-level too), some looked up by an address or a
+            // JSON string (`::1` and `2001:DB8::1` equal the events' addresses as `inet`).
+            let text = match n % 7 {
                 0 => format!("action in (\"login\", \"Logout\", \"custom_x\") and ({q})"),
                 1 => format!("action = \"login_failed\" and {q}"),
-                4 => format!("{q} and"),
+                2 => format!("{q} and"),
+                3 => format!("client_ip in (\"::1\", \"2001:DB8::1\", \"::1\") and ({q})"),
+                4 => format!("action = \"login\" and context.a.b = \"y\" and ({q})"),
+                // Looked up under two fields: an event may reach it through both.
+                5 => format!("(client_ip = \"10.0.0.2\" or user.username = \"jane\") and ({q})"),
                 _ => q.to_string(),
             };
             let mut body = json!({"pk": format!("00000000-0000-4000-8000-0000000002{n:02x}"), "name": format!("p{n}"), "query": text, "execution_logging": true});
@@ -335,6 +340,7 @@ fn generators_reach_the_interesting_cases() {
     use proptest::strategy::ValueTree;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let (mut matched, mut unmatched, mut indexed, mut missing) = (0, 0, 0, 0);
+    let mut keyed = 0;
     for _ in 0..400 {
         let c = comparison().new_tree(&mut runner).expect("tree").current();
         let ev = event().new_tree(&mut runner).expect("tree").current();
@@ -347,10 +353,11 @@ fn generators_reach_the_interesting_cases() {
             None => panic!("generated comparisons compile: {q:?}"),
         }
         indexed += usize::from(q.action_keys().is_some());
+        keyed += usize::from(q.lookup_keys().is_some());
         missing += usize::from(matches!(json_value(&ev, &c.name), Some(None)));
     }
     assert!(
-        matched > 40 && unmatched > 40 && indexed > 5 && missing > 10,
-        "matched {matched}, unmatched {unmatched}, indexed {indexed}, missing {missing}"
+        matched > 40 && unmatched > 40 && indexed > 5 && missing > 10 && keyed > 10,
+        "matched {matched}, unmatched {unmatched}, indexed {indexed}, missing {missing}, keyed {keyed}"
     );
 }

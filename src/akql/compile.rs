@@ -24,12 +24,36 @@ pub enum Root {
 }
 
 /// A key path below a JSON column (`context.http_request.path`). `id` hashes root and
-/// keys so that an event resolves each distinct path once, whichever policies use it.
+/// keys: two paths with different ids differ, so most comparisons of paths stop there.
 #[derive(Debug, PartialEq, Eq)]
 pub struct JsonPath {
     pub root: Root,
     pub keys: Vec<String>,
     pub id: u64,
+}
+
+/// A field with one value per event, by which policies can be looked up
+/// ([`Node::lookup_keys`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyField {
+    App,
+    ClientIp,
+    /// Only a JSON string equals a query's string.
+    Json(Arc<JsonPath>),
+}
+
+/// The lookup hash of a string value (a query's constant, an event's `app` or JSON string).
+pub fn key_str(s: &str) -> u64 {
+    let mut h = FxHasher::default();
+    s.hash(&mut h);
+    h.finish()
+}
+
+/// The lookup hash of an address (`inet` equality is address equality).
+pub fn key_ip(ip: &IpAddr) -> u64 {
+    let mut h = FxHasher::default();
+    ip.hash(&mut h);
+    h.finish()
 }
 
 /// The constant side of a comparison, converted for its field.
@@ -326,6 +350,62 @@ impl Node {
         })
     }
 
+    /// Lookup keys: values of `app`, `client_ip` or JSON paths of which a matching event
+    /// must have at least one (`[(field, value hashes)]`, read as "field 1 is one of these, or
+    /// field 2 is one of those, ..."): the matcher looks such a policy up by the event's values
+    /// ([`key_str`] / [`key_ip`]) instead of evaluating it for every event of its action.
+    /// A comparison `=` / `in` on such a field gives its values; an `and` needs one side's keys
+    /// (the side with fewer values), an `or` both sides'. `None`: no such requirement.
+    pub fn lookup_keys(&self) -> Option<Vec<(KeyField, Vec<u64>)>> {
+        let size = |k: &Vec<(KeyField, Vec<u64>)>| k.iter().map(|(_, v)| v.len()).sum::<usize>();
+        match self {
+            Node::And(a, b) => match (a.lookup_keys(), b.lookup_keys()) {
+                (Some(x), Some(y)) => Some(if size(&y) < size(&x) { y } else { x }),
+                (x, y) => x.or(y),
+            },
+            Node::Or(a, b) => {
+                let mut x = a.lookup_keys()?;
+                for (field, values) in b.lookup_keys()? {
+                    match x.iter_mut().find(|(f, _)| *f == field) {
+                        Some((_, vs)) => vs.extend(values),
+                        None => x.push((field, values)),
+                    }
+                }
+                for (_, vs) in &mut x {
+                    vs.sort_unstable();
+                    vs.dedup();
+                }
+                Some(x)
+            }
+            Node::Test(t) => {
+                let (field, values) = match t {
+                    Test::App(Op::Eq, Operand::One(v)) => (KeyField::App, vec![key_str(v)]),
+                    Test::App(Op::In, Operand::Many(vs)) => {
+                        (KeyField::App, vs.iter().map(|v| key_str(v)).collect())
+                    }
+                    Test::ClientIp(Op::Eq, Operand::One(ip)) => {
+                        (KeyField::ClientIp, vec![key_ip(ip)])
+                    }
+                    Test::ClientIp(Op::In, Operand::Many(ips)) => {
+                        (KeyField::ClientIp, ips.iter().map(key_ip).collect())
+                    }
+                    Test::Json(Op::Eq, p, Operand::One(v)) => {
+                        (KeyField::Json(p.clone()), vec![key_str(v)])
+                    }
+                    Test::Json(Op::In, p, Operand::Many(vs)) => (
+                        KeyField::Json(p.clone()),
+                        vs.iter().map(|v| key_str(v)).collect(),
+                    ),
+                    _ => return None,
+                };
+                let mut values = values;
+                values.sort_unstable();
+                values.dedup();
+                Some(vec![(field, values)])
+            }
+        }
+    }
+
     /// The JSON paths the query reads.
     pub fn paths(&self, out: &mut Vec<Arc<JsonPath>>) {
         match self {
@@ -400,6 +480,56 @@ mod tests {
             "text operators take any text"
         );
         assert!(c(r#"app = True"#).is_err());
+    }
+
+    #[test]
+    fn lookup_keys_follow_and_and_or() {
+        let fields = |q: &str| {
+            c(q).unwrap().lookup_keys().map(|ks| {
+                ks.into_iter()
+                    .map(|(f, v)| {
+                        let name = match f {
+                            KeyField::App => "app".to_string(),
+                            KeyField::ClientIp => "client_ip".to_string(),
+                            KeyField::Json(p) => p.keys.join("."),
+                        };
+                        (name, v.len())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let one = |f: &str, n| Some(vec![(f.to_string(), n)]);
+        assert_eq!(fields(r#"app = "a""#), one("app", 1));
+        // `and`: the side with fewer values.
+        assert_eq!(
+            fields(r#"app in ("a", "b") and user.username = "x""#),
+            one("username", 1)
+        );
+        assert_eq!(
+            fields(r#"app ~ "a" and client_ip = "::1""#),
+            one("client_ip", 1)
+        );
+        // `or`: both sides, merged by field, values once.
+        assert_eq!(
+            fields(
+                r#"client_ip = "::1" or user.username = "x" or client_ip in ("::1", "10.0.0.1")"#
+            ),
+            Some(vec![
+                ("client_ip".to_string(), 2),
+                ("username".to_string(), 1)
+            ])
+        );
+        // Nothing an event must equal: not looked up.
+        for q in [
+            r#"app = "a" or app ~ "b""#,
+            r#"app != "a""#,
+            r#"user.username not in ("x")"#,
+            r#"created > "2024-01-01""#,
+            r#"action = "login""#,
+        ] {
+            assert_eq!(fields(q), None, "{q}");
+        }
+        assert_eq!(fields(r#"app in ("a", "a", "b")"#), one("app", 2));
     }
 
     #[test]

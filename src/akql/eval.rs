@@ -2,26 +2,23 @@
 //! authentik builds (`Event.objects.filter(pk=event.pk)` + the query).
 //!
 //! An [`EventView`] is made once per event and shared by every policy evaluated for it: the
-//! JSON columns are parsed at most once, when the first query needs them, and each distinct
-//! JSON path is resolved at most once.
+//! JSON columns are parsed at most once, when the first query needs them ([`Json`]).
 
-use super::compile::{JsonPath, Node, Operand, Root, Test};
+use super::compile::{key_ip, key_str, JsonPath, KeyField, Node, Operand, Root, Test};
 use super::parser::Op;
 use super::pg;
+use super::tree::Json;
 use crate::events::Event;
 use chrono::{DateTime, Utc};
-use rustc_hash::FxHashMap;
-use serde_json::Value;
 use std::borrow::Cow;
-use std::cell::{OnceCell, RefCell};
+use std::cell::OnceCell;
 use std::cmp::Ordering;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 /// The parsed JSON columns of one event (parsed on first use).
 pub struct Columns<'e> {
     event: &'e Event,
-    json: [OnceCell<Value>; 3],
+    json: [OnceCell<Json<'e>>; 3],
     client_ip: OnceCell<Option<IpAddr>>,
 }
 
@@ -34,15 +31,14 @@ impl<'e> Columns<'e> {
         }
     }
 
-    fn root(&self, r: Root) -> &Value {
+    fn root(&self, r: Root) -> &Json<'e> {
         self.json[r as usize].get_or_init(|| {
             let raw = match r {
                 Root::User => Some(self.event.user.get()),
                 Root::Context => Some(self.event.context.get()),
                 Root::Brand => self.event.brand.as_deref().map(|b| b.get()),
             };
-            raw.and_then(|t| serde_json::from_str(t).ok())
-                .unwrap_or(Value::Null)
+            raw.and_then(Json::parse).unwrap_or(Json::Null)
         })
     }
 
@@ -55,45 +51,40 @@ impl<'e> Columns<'e> {
     }
 }
 
-/// A path and what it resolved to.
-type Resolved<'c> = (Arc<JsonPath>, Option<&'c Value>);
-
 /// One event as the queries see it.
 pub struct EventView<'c, 'e> {
     cols: &'c Columns<'e>,
-    /// Resolved paths by [`JsonPath::id`]; the path is kept so that a hash collision is
-    /// resolved again rather than answered from another path's value.
-    paths: RefCell<FxHashMap<u64, Resolved<'c>>>,
 }
 
 impl<'c, 'e> EventView<'c, 'e> {
     pub fn new(cols: &'c Columns<'e>) -> Self {
-        Self {
-            cols,
-            paths: RefCell::new(FxHashMap::default()),
-        }
+        Self { cols }
     }
 
     pub fn event(&self) -> &'e Event {
         self.cols.event
     }
 
-    /// The value at a path: missing when a step is absent or not an object.
-    fn resolve(&self, path: &Arc<JsonPath>) -> Option<&'c Value> {
-        if let Some((p, v)) = self.paths.borrow().get(&path.id) {
-            // Policies that share a path mostly share its text, rarely its allocation.
-            if Arc::ptr_eq(p, path) || **p == **path {
-                return *v;
-            }
+    /// The event's value of a lookup field, hashed as the query's constants are; `None`
+    /// when it has none a query's `=` could equal (missing, null, not a string).
+    pub fn key(&self, field: &KeyField) -> Option<u64> {
+        match field {
+            KeyField::App => Some(key_str(&self.cols.event.app)),
+            KeyField::ClientIp => self.cols.ip().map(|ip| key_ip(&ip)),
+            KeyField::Json(path) => match self.resolve(path)? {
+                Json::String(s) => Some(key_str(s)),
+                _ => None,
+            },
         }
+    }
+
+    /// The value at a path: missing when a step is absent or not an object. Not cached: a
+    /// step is a comparison of the few keys an object has, cheaper than a cache lookup.
+    fn resolve(&self, path: &JsonPath) -> Option<&'c Json<'e>> {
         let mut v = self.cols.root(path.root);
         for k in &path.keys {
-            v = v.as_object()?.get(k)?;
+            v = v.get(k)?;
         }
-        self.paths
-            .borrow_mut()
-            .entry(path.id)
-            .or_insert_with(|| (path.clone(), Some(v)));
         Some(v)
     }
 }
@@ -136,7 +127,14 @@ fn text_match(op: Op, text: &str, pattern: &str) -> bool {
         };
         return match op {
             _ if p.len() > t.len() => false,
-            Op::Contains | Op::NotContains => (0..=t.len() - p.len()).any(at),
+            Op::Contains | Op::NotContains => match p.first() {
+                // Only where the first byte matches (either case) is the rest compared.
+                Some(&b) => {
+                    memchr::memchr2_iter(b, b.to_ascii_lowercase(), &t[..=t.len() - p.len()])
+                        .any(at)
+                }
+                None => true,
+            },
             Op::StartsWith | Op::NotStartsWith => at(0),
             Op::EndsWith | Op::NotEndsWith => at(t.len() - p.len()),
             _ => false,
@@ -232,16 +230,73 @@ impl Test {
     }
 }
 
-fn json(op: Op, operand: &Operand<String>, v: &Value) -> bool {
-    let is = |s: &String| matches!(v, Value::String(x) if x == s);
+fn json(op: Op, operand: &Operand<String>, v: &Json<'_>) -> bool {
+    let is = |s: &String| matches!(v, Json::String(x) if x == s);
     match operand {
         // JSON null has no text: the operator and its negation both fail.
-        Operand::Pattern(p) => match pg::json_text(v) {
+        Operand::Pattern(p) => match json_text(v) {
             Some(t) => text_match(op, &t, p) != op.is_negative(),
             None => false,
         },
-        Operand::One(s) if op.is_ordering() => ordered(op, pg::jsonb_cmp_str(v, s)),
+        Operand::One(s) if op.is_ordering() => ordered(op, jsonb_cmp_str(v, s)),
         Operand::One(s) => is(s) != op.is_negative(),
         Operand::Many(xs) => xs.iter().any(is) != op.is_negative(),
+    }
+}
+
+/// [`pg::json_text`] without converting strings and booleans.
+fn json_text<'v>(v: &'v Json<'_>) -> Option<Cow<'v, str>> {
+    match v {
+        Json::Null => None,
+        Json::String(s) => Some(Cow::Borrowed(s)),
+        Json::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        other => pg::json_text(&other.to_value()).map(|t| Cow::Owned(t.into_owned())),
+    }
+}
+
+/// [`pg::jsonb_cmp_str`]: a string compares by content; any other value by its type's rank
+/// (empty array < null < strings < numbers < booleans < other arrays < objects).
+fn jsonb_cmp_str(v: &Json<'_>, s: &str) -> Ordering {
+    let rank = match v {
+        Json::String(x) => return x.as_ref().cmp(s),
+        Json::Array(a) if a.is_empty() => 0,
+        Json::Null => 1,
+        Json::Number(_) => 3,
+        Json::Bool(_) => 4,
+        Json::Array(_) => 5,
+        Json::Object(_) => 6,
+    };
+    rank.cmp(&2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ASCII fast path agrees with upper-casing both sides and searching.
+    #[test]
+    fn text_match_agrees_with_upper_case_search() {
+        let texts = [
+            "",
+            "a",
+            "/api/v3/flows/x1/",
+            "AbCabcABC",
+            "xxxy",
+            "ß and é",
+            "aaab",
+        ];
+        let patterns = ["", "A", "/X1/", "ABC", "CAB", "XY", "AAB", "É", "Y", "BCA"];
+        for t in texts {
+            for p in patterns {
+                let u = pg::upper(t);
+                for (op, want) in [
+                    (Op::Contains, u.contains(p)),
+                    (Op::StartsWith, u.starts_with(p)),
+                    (Op::EndsWith, u.ends_with(p)),
+                ] {
+                    assert_eq!(text_match(op, t, p), want, "{op:?} {t:?} {p:?}");
+                }
+            }
+        }
     }
 }

@@ -20,8 +20,9 @@ pub mod eval;
 pub mod lexer;
 pub mod parser;
 pub mod pg;
+pub mod tree;
 
-pub use compile::Choices;
+pub use compile::{Choices, KeyField};
 pub use eval::{Columns, EventView};
 
 use std::fmt;
@@ -70,16 +71,19 @@ pub struct Query {
     text: String,
     compiled: Result<compile::Node, AkqlError>,
     action_keys: Option<Vec<String>>,
+    lookup_keys: Option<Vec<(compile::KeyField, Vec<u64>)>>,
 }
 
 impl Query {
     pub fn compile(text: &str, choices: &Choices) -> Query {
         let compiled = parser::parse(text).and_then(|e| compile::compile(&e, choices));
         let action_keys = compiled.as_ref().ok().and_then(|n| n.action_keys());
+        let lookup_keys = compiled.as_ref().ok().and_then(|n| n.lookup_keys());
         Query {
             text: text.to_string(),
             compiled,
             action_keys,
+            lookup_keys,
         }
     }
 
@@ -100,6 +104,12 @@ impl Query {
     /// The action values a matching event must have (see [`compile::Node::action_keys`]).
     pub fn action_keys(&self) -> Option<&[String]> {
         self.action_keys.as_deref()
+    }
+
+    /// Fields and value hashes of which a matching event has at least one (see
+    /// [`compile::Node::lookup_keys`]).
+    pub fn lookup_keys(&self) -> Option<&[(compile::KeyField, Vec<u64>)]> {
+        self.lookup_keys.as_deref()
     }
 
     pub fn tree(&self) -> Option<&compile::Node> {

@@ -26,7 +26,7 @@
 //! policy like an `action` criterion (see [`crate::akql`]). [`evaluate_linear`] is the straightforward reference
 //! used by property tests and benchmarks.
 
-use crate::akql::{Columns, EventView};
+use crate::akql::{Columns, EventView, KeyField};
 use crate::events::Event;
 use crate::policy::EventMatcherPolicy;
 use crate::rules::{NotificationRule, PolicyBinding};
@@ -95,7 +95,59 @@ impl FieldFilter {
 #[derive(Debug, Default)]
 struct Group {
     mask: u8,
-    by_key: FxHashMap<u64, Vec<u32>>,
+    by_key: FxHashMap<u64, Bucket>,
+}
+
+/// The policies of one index key.
+#[derive(Debug, Default)]
+struct Bucket {
+    /// Evaluated for every event with the key.
+    all: Vec<u32>,
+    /// Policies whose query requires some field to take one of a few values
+    /// ([`crate::akql::compile::Node::lookup_keys`]), by field and value hash: evaluated only
+    /// for events with such a value. A hash collision only adds candidates.
+    keyed: Vec<(KeyField, FxHashMap<u64, Vec<u32>>)>,
+    /// Some policy is listed under two fields (an `or` of fields), so an event can reach it
+    /// twice: the keyed candidates are deduplicated.
+    repeats: bool,
+}
+
+impl Bucket {
+    fn push(&mut self, no: u32, policy: &EventMatcherPolicy) {
+        let Some(keys) = policy.query.as_ref().and_then(|q| q.lookup_keys()) else {
+            self.all.push(no);
+            return;
+        };
+        self.repeats |= keys.len() > 1;
+        for (field, values) in keys {
+            let at = match self.keyed.iter().position(|(f, _)| f == field) {
+                Some(at) => at,
+                None => {
+                    self.keyed.push((field.clone(), FxHashMap::default()));
+                    self.keyed.len() - 1
+                }
+            };
+            // `values` has no repeats ([`Node::lookup_keys`]).
+            for &v in values {
+                self.keyed[at].1.entry(v).or_default().push(no);
+            }
+        }
+    }
+
+    /// The candidates for an event, each once, into `out` (cleared first).
+    fn candidates(&self, view: &EventView<'_, '_>, out: &mut Vec<u32>) {
+        out.clear();
+        for (field, by_value) in &self.keyed {
+            if let Some(list) = view.key(field).and_then(|k| by_value.get(&k)) {
+                out.extend_from_slice(list);
+            }
+        }
+        if self.repeats {
+            out.sort_unstable();
+            out.dedup();
+        }
+        out.extend_from_slice(&self.all);
+    }
 }
 
 #[derive(Debug)]
@@ -264,7 +316,7 @@ impl Matcher {
                     mask,
                     by_key: FxHashMap::default(),
                 });
-                g.by_key.entry(key).or_default().push(no as u32);
+                g.by_key.entry(key).or_default().push(no as u32, p);
             }
         }
         m.groups = groups.into_values().collect();
@@ -301,6 +353,7 @@ impl Matcher {
             }
         }
         let mut fired: Vec<u32> = Vec::new();
+        let mut scratch: Vec<u32> = Vec::new();
         // Negated bindings per rule that do not pass (their policy matched, or raised); only
         // rules with negations ever get an entry.
         let mut negated_hits: FxHashMap<u32, u32> = FxHashMap::default();
@@ -329,7 +382,8 @@ impl Matcher {
             let Some(candidates) = g.by_key.get(&key) else {
                 continue;
             };
-            for &no in candidates {
+            candidates.candidates(&view, &mut scratch);
+            for &no in &scratch {
                 if !self.policies[no as usize].matches_in(&view) {
                     continue;
                 }
