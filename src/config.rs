@@ -99,6 +99,17 @@ impl KafkaSettings {
         })
     }
 
+    /// How long the group coordinator may wait for a member that stopped heartbeating
+    /// (`session.timeout.ms`, librdkafka's default 45 s when not overridden).
+    pub fn session_timeout(&self) -> std::time::Duration {
+        let ms = self
+            .librdkafka_properties()
+            .get("session.timeout.ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(45_000);
+        std::time::Duration::from_millis(ms)
+    }
+
     /// The largest record the producer may write (`message.max.bytes`, librdkafka's default
     /// 1,000,000 when not overridden).
     pub fn max_record_bytes(&self) -> usize {

@@ -156,3 +156,49 @@ fn an_idle_extra_member_of_a_healthy_group_never_rejoins() {
     assert!(a.terminate(Duration::from_secs(30)).success());
     assert!(b.terminate(Duration::from_secs(30)).success());
 }
+
+/// The mixed scenario: two members, the group's first member (its leader) killed and
+/// started again within a second, dynamic membership with the default 45 s session.
+#[test]
+fn a_restarted_leader_of_two_members_is_never_left_blind() {
+    let env = TestEnv::new("leader", 3);
+    env.producer()
+        .send_all(&env.control, login_to_user(5300000));
+    let opts: Vec<(&str, &str)> = WATCHDOG.to_vec();
+    let mut a = Daemon::start(&env, "a1", &opts);
+    a.wait_ready(Duration::from_secs(30));
+    let mut b = Daemon::start(&env, "b", &opts);
+    b.wait_ready(Duration::from_secs(30));
+    send_logins(&env, 0, 500);
+    assert!(notified(&env, 500, Duration::from_secs(60)).is_some());
+    a.kill9();
+    let mut a = Daemon::start(&env, "a2", &opts);
+    let restarted = Instant::now();
+    send_logins(&env, 500, 1_000);
+    let took = notified(&env, 1_000, Duration::from_secs(90));
+    let (la, lb) = (a.logs(), b.logs());
+    let empty = |l: &str| l.matches("event partitions assigned partitions=0").count();
+    let rejoins = |d: &Daemon| {
+        d.metric("eventmatchd_group_rejoins_total{component=\"pipeline\"}")
+            .unwrap_or(0.0)
+    };
+    eprintln!(
+        "leader restart: empty assignments a={} b={}, rejoins a={} b={}, all notified after {:?} (restart {:?} ago)",
+        empty(&la),
+        empty(&lb),
+        rejoins(&a),
+        rejoins(&b),
+        took,
+        restarted.elapsed()
+    );
+    assert!(took.is_some(), "processing resumed:\n{la}\n---\n{lb}");
+    // While the coordinator waits out the dead member's session (a rebalance pending for the
+    // live members), rejoining cannot help: the watchdog must not churn the group.
+    assert_eq!(
+        (rejoins(&a), rejoins(&b)),
+        (0.0, 0.0),
+        "no rejoin while a rebalance waits for the dead member's session"
+    );
+    assert!(a.terminate(Duration::from_secs(30)).success());
+    assert!(b.terminate(Duration::from_secs(30)).success());
+}

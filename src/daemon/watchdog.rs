@@ -15,7 +15,10 @@
 //! does). It then asks its consumer to leave and join the group again
 //! (`eventmatchd_group_rejoins_total`), at most once per deadline, and is not ready meanwhile.
 //! While any member makes progress the committed offsets move, so idle extra members (more
-//! instances than partitions) are left alone.
+//! instances than partitions) are left alone. Nor does a member rejoin while a rebalance it
+//! takes part in is pending (its partitions revoked, no assignment yet) for less than the
+//! session timeout plus the deadline: the coordinator legitimately waits that long for a member
+//! that died without leaving (kill -9), and rejoining would not shorten the wait.
 
 use crate::kafka::{self, ReaderContext};
 use crate::metrics::Metrics;
@@ -41,6 +44,8 @@ pub struct Beat {
     held: Mutex<Vec<i32>>,
     /// At least one assignment has been received (an empty one included).
     joined: AtomicBool,
+    /// Partitions revoked and no assignment since: a rebalance is pending.
+    rebalancing: AtomicBool,
     stalled: AtomicBool,
     /// The group makes no progress with work waiting and this instance holds none of it.
     orphaned: AtomicBool,
@@ -68,6 +73,7 @@ impl Beat {
         }
         self.epoch.fetch_add(1, Ordering::Relaxed);
         self.joined.store(true, Ordering::Relaxed);
+        self.rebalancing.store(false, Ordering::Relaxed);
         // A new assignment starts the clock again: catching up after a takeover is progress.
         self.progress();
     }
@@ -77,6 +83,7 @@ impl Beat {
             h.clear();
         }
         self.epoch.fetch_add(1, Ordering::Relaxed);
+        self.rebalancing.store(true, Ordering::Relaxed);
     }
 
     pub fn held(&self) -> Vec<i32> {
@@ -107,14 +114,17 @@ pub fn is_stalled(lag_of_held: i64, age: Duration, deadline: Duration) -> bool {
 }
 
 /// Whether this instance should rejoin a group: it holds none of its partitions, work waits,
-/// and the group's committed offsets have not moved for longer than the deadline. Pure, for the
-/// tests.
+/// and the group's committed offsets have not moved for longer than the deadline (plus the
+/// session timeout while a rebalance is pending: the coordinator may be waiting for a dead
+/// member's session to end). Pure, for the tests.
 pub fn should_rejoin(
     holds_none: bool,
     group_lag: i64,
     unchanged: Duration,
     deadline: Duration,
+    pending_rebalance: Option<Duration>,
 ) -> bool {
+    let deadline = deadline + pending_rebalance.unwrap_or_default();
     holds_none && group_lag > 0 && unchanged > deadline
 }
 
@@ -168,6 +178,7 @@ pub async fn run(
 ) {
     let deadline = Duration::from_secs(settings.watchdog.deadline_secs);
     let group_deadline = Duration::from_secs(settings.watchdog.group_deadline_secs);
+    let session_timeout = settings.kafka.session_timeout();
     // Per watched group: the committed sum and this instance's assignment epoch last seen,
     // since when neither changed, and the last rejoin. A rebalance this instance takes part in
     // restarts the clock: the group is busy handing partitions over, not stuck.
@@ -251,8 +262,19 @@ pub async fn run(
                 *state = (committed, epoch, now, state.3);
             }
             let total: i64 = lag.values().sum();
+            let pending = w
+                .beat
+                .rebalancing
+                .load(Ordering::Relaxed)
+                .then_some(session_timeout);
             let orphaned = w.beat.joined()
-                && should_rejoin(held.is_empty(), total, now - state.2, group_deadline);
+                && should_rejoin(
+                    held.is_empty(),
+                    total,
+                    now - state.2,
+                    group_deadline,
+                    pending,
+                );
             w.beat.orphaned.store(orphaned, Ordering::Relaxed);
             let rejoined_lately = state.3.is_some_and(|t| now - t < group_deadline);
             if orphaned && !rejoined_lately {
@@ -290,19 +312,30 @@ mod tests {
     fn rejoin_only_when_nobody_progresses_and_this_instance_holds_nothing() {
         let d = Duration::from_secs(30);
         let long = Duration::from_secs(31);
-        assert!(should_rejoin(true, 10, long, d));
+        assert!(should_rejoin(true, 10, long, d, None));
         assert!(
-            !should_rejoin(false, 10, long, d),
+            !should_rejoin(false, 10, long, d, None),
             "holding partitions: the stall check's job"
         );
         assert!(
-            !should_rejoin(true, 0, long, d),
+            !should_rejoin(true, 0, long, d, None),
             "nothing waits: an idle member"
         );
         assert!(
-            !should_rejoin(true, 10, Duration::from_secs(5), d),
+            !should_rejoin(true, 10, Duration::from_secs(5), d, None),
             "someone made progress lately"
         );
+        // A pending rebalance: the coordinator may wait out a dead member's 45 s session.
+        let session = Some(Duration::from_secs(45));
+        assert!(!should_rejoin(true, 10, long, d, session));
+        assert!(!should_rejoin(
+            true,
+            10,
+            Duration::from_secs(74),
+            d,
+            session
+        ));
+        assert!(should_rejoin(true, 10, Duration::from_secs(76), d, session));
     }
 
     #[test]
@@ -314,8 +347,18 @@ mod tests {
         b.assigned(vec![0, 2]);
         assert!(b.age() < Duration::from_secs(5));
         assert_eq!(b.held(), vec![0, 2]);
+        assert!(!b.rebalancing.load(Ordering::Relaxed));
         b.revoked();
         assert!(b.held().is_empty());
         assert!(b.joined());
+        assert!(
+            b.rebalancing.load(Ordering::Relaxed),
+            "revoked, not yet assigned"
+        );
+        b.assigned(vec![]);
+        assert!(
+            !b.rebalancing.load(Ordering::Relaxed),
+            "an empty assignment ends the rebalance: the watchdog's normal deadline applies"
+        );
     }
 }
