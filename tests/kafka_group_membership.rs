@@ -2,8 +2,9 @@
 //! a daemon killed with SIGKILL and started again with the same id takes its partitions back
 //! without waiting for its old session; with dynamic membership, tansu 0.6 may hand the
 //! restarted member an empty assignment (its SyncGroup answers without the dead leader's plan)
-//! and the group watchdog rejoins the group; and an idle extra member of a healthy group never
-//! triggers the watchdog.
+//! and the group watchdog rejoins the group (reproduced by pausing the member that holds the
+//! partition: `a_survivor_handed_an_empty_assignment_rejoins_and_processes`); and an idle extra
+//! member of a healthy group never triggers the watchdog.
 //!
 //! Before: 45.8-46.0 s without any new event processed after a restart (the default session
 //! timeout), and after an empty assignment, nothing for 80 s or more.
@@ -199,6 +200,86 @@ fn a_restarted_leader_of_two_members_is_never_left_blind() {
         (0.0, 0.0),
         "no rejoin while a rebalance waits for the dead member's session"
     );
+    assert!(a.terminate(Duration::from_secs(30)).success());
+    assert!(b.terminate(Duration::from_secs(30)).success());
+}
+
+/// The empty assignment as tansu 0.6 hands it out: the member that holds the partition (the
+/// group's leader, started first) is paused with SIGSTOP, so it neither heartbeats nor leaves;
+/// when its 6 s session ends the survivor's SyncGroup may be answered without a plan
+/// (`event partitions assigned partitions=0`). Without the watchdog nothing more is processed
+/// until some later rebalance; with it, the survivor rejoins and takes the partition.
+#[test]
+fn a_survivor_handed_an_empty_assignment_rejoins_and_processes() {
+    let env = TestEnv::new("stopped", 1);
+    env.producer()
+        .send_all(&env.control, login_to_user(5400000));
+    let mut opts: Vec<(&str, &str)> = WATCHDOG.to_vec();
+    opts.push((
+        "EVENTMATCHD__KAFKA__PROPERTIES__SESSION__TIMEOUT__MS",
+        "6000",
+    ));
+    opts.push((
+        "EVENTMATCHD__KAFKA__PROPERTIES__HEARTBEAT__INTERVAL__MS",
+        "1000",
+    ));
+    let mut a = Daemon::start(&env, "a", &opts);
+    a.wait_ready(Duration::from_secs(30));
+    let mut b = Daemon::start(&env, "b", &opts);
+    b.wait_ready(Duration::from_secs(30));
+    let holds = |d: &Daemon| {
+        d.readyz()
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|v| v["event_partitions"].as_u64())
+            .unwrap_or(0)
+    };
+    assert!(helpers::kafka::eventually(Duration::from_secs(30), || {
+        holds(&a) + holds(&b) == 1
+    }));
+    send_logins(&env, 0, 200);
+    assert!(notified(&env, 200, Duration::from_secs(60)).is_some());
+    let (stopped, survivor) = if holds(&a) == 1 { (&a, &b) } else { (&b, &a) };
+    let pid = stopped.child.id().to_string();
+    // What the survivor logs from here on is about the stop.
+    let logged_before = survivor.logs().len();
+    assert!(std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    send_logins(&env, 200, 400);
+    // Session 6 s, group deadline 5 s (plus the session while a rebalance is pending), a
+    // rejoin and a catch-up: well under a minute. Without a rejoin: over 80 s in the issue.
+    let took = notified(&env, 400, Duration::from_secs(60));
+    let logs = survivor.logs();
+    let after_stop = logs.get(logged_before..).unwrap_or_default();
+    let empty = after_stop
+        .matches("event partitions assigned partitions=0")
+        .count();
+    let rejoins = survivor
+        .metric("eventmatchd_group_rejoins_total{component=\"pipeline\"}")
+        .unwrap_or(0.0);
+    eprintln!(
+        "leader stopped: survivor's empty assignments {empty}, rejoins {rejoins}, took {took:?}"
+    );
+    for l in after_stop
+        .lines()
+        .filter(|l| l.contains("assigned") || l.contains("rejoin"))
+    {
+        eprintln!("  survivor: {l}");
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    assert!(took.is_some(), "the survivor processed what came after the stop (empty assignments {empty}, rejoins {rejoins}):\n{logs}");
+    // Run without the watchdog (a group deadline of 100,000 s), tansu left the survivor with an
+    // empty assignment and nothing was notified within the minute.
+    if empty > 0 {
+        assert!(
+            rejoins >= 1.0,
+            "an empty assignment after the stop, yet processing resumed without a rejoin?\n{logs}"
+        );
+    }
     assert!(a.terminate(Duration::from_secs(30)).success());
     assert!(b.terminate(Duration::from_secs(30)).success());
 }
