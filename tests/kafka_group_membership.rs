@@ -47,6 +47,34 @@ const WATCHDOG: [(&str, &str); 3] = [
     ("EVENTMATCHD__WATCHDOG__GROUP_DEADLINE_SECS", "5"),
 ];
 
+/// The watchdog settings with a 6 s session (dynamic members found dead quickly).
+fn fast_session() -> Vec<(&'static str, &'static str)> {
+    let mut opts = WATCHDOG.to_vec();
+    opts.push((
+        "EVENTMATCHD__KAFKA__PROPERTIES__SESSION__TIMEOUT__MS",
+        "6000",
+    ));
+    opts.push((
+        "EVENTMATCHD__KAFKA__PROPERTIES__HEARTBEAT__INTERVAL__MS",
+        "1000",
+    ));
+    opts
+}
+
+/// How many event partitions a daemon says it holds (`/readyz`).
+fn event_partitions(d: &Daemon) -> u64 {
+    d.readyz()
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .and_then(|v| v["event_partitions"].as_u64())
+        .unwrap_or(0)
+}
+
+/// The pipeline's watchdog rejoins so far.
+fn rejoins(d: &Daemon) -> f64 {
+    d.metric("eventmatchd_group_rejoins_total{component=\"pipeline\"}")
+        .unwrap_or(0.0)
+}
+
 #[test]
 fn a_static_member_restarted_after_kill_9_takes_its_partitions_back_at_once() {
     let env = TestEnv::new("static", 3);
@@ -82,15 +110,7 @@ fn a_dynamic_member_restarted_within_a_second_is_never_left_blind() {
     let env = TestEnv::new("dynamic", 1);
     env.producer()
         .send_all(&env.control, login_to_user(5100000));
-    let mut opts: Vec<(&str, &str)> = WATCHDOG.to_vec();
-    opts.push((
-        "EVENTMATCHD__KAFKA__PROPERTIES__SESSION__TIMEOUT__MS",
-        "6000",
-    ));
-    opts.push((
-        "EVENTMATCHD__KAFKA__PROPERTIES__HEARTBEAT__INTERVAL__MS",
-        "1000",
-    ));
+    let opts = fast_session();
     let mut d = Daemon::start(&env, "d1", &opts);
     d.wait_ready(Duration::from_secs(30));
     send_logins(&env, 0, 500);
@@ -103,9 +123,7 @@ fn a_dynamic_member_restarted_within_a_second_is_never_left_blind() {
     let took = notified(&env, 1_000, Duration::from_secs(45));
     let logs = d.logs();
     let empty = logs.contains("event partitions assigned partitions=0");
-    let rejoins = d
-        .metric("eventmatchd_group_rejoins_total{component=\"pipeline\"}")
-        .unwrap_or(0.0);
+    let rejoins = rejoins(&d);
     eprintln!("dynamic restart: empty assignment seen: {empty}, rejoins: {rejoins}, took {took:?}");
     assert!(
         took.is_some(),
@@ -144,10 +162,6 @@ fn an_idle_extra_member_of_a_healthy_group_never_rejoins() {
         std::thread::sleep(Duration::from_millis(1_000));
     }
     assert!(notified(&env, 750, Duration::from_secs(60)).is_some());
-    let rejoins = |d: &Daemon| {
-        d.metric("eventmatchd_group_rejoins_total{component=\"pipeline\"}")
-            .unwrap_or(0.0)
-    };
     assert_eq!((rejoins(&a), rejoins(&b)), (0.0, 0.0));
     let idle = [&a, &b]
         .iter()
@@ -179,10 +193,6 @@ fn a_restarted_leader_of_two_members_is_never_left_blind() {
     let took = notified(&env, 1_000, Duration::from_secs(90));
     let (la, lb) = (a.logs(), b.logs());
     let empty = |l: &str| l.matches("event partitions assigned partitions=0").count();
-    let rejoins = |d: &Daemon| {
-        d.metric("eventmatchd_group_rejoins_total{component=\"pipeline\"}")
-            .unwrap_or(0.0)
-    };
     eprintln!(
         "leader restart: empty assignments a={} b={}, rejoins a={} b={}, all notified after {:?} (restart {:?} ago)",
         empty(&la),
@@ -214,31 +224,21 @@ fn a_survivor_handed_an_empty_assignment_rejoins_and_processes() {
     let env = TestEnv::new("stopped", 1);
     env.producer()
         .send_all(&env.control, login_to_user(5400000));
-    let mut opts: Vec<(&str, &str)> = WATCHDOG.to_vec();
-    opts.push((
-        "EVENTMATCHD__KAFKA__PROPERTIES__SESSION__TIMEOUT__MS",
-        "6000",
-    ));
-    opts.push((
-        "EVENTMATCHD__KAFKA__PROPERTIES__HEARTBEAT__INTERVAL__MS",
-        "1000",
-    ));
+    let opts = fast_session();
     let mut a = Daemon::start(&env, "a", &opts);
     a.wait_ready(Duration::from_secs(30));
     let mut b = Daemon::start(&env, "b", &opts);
     b.wait_ready(Duration::from_secs(30));
-    let holds = |d: &Daemon| {
-        d.readyz()
-            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
-            .and_then(|v| v["event_partitions"].as_u64())
-            .unwrap_or(0)
-    };
     assert!(helpers::kafka::eventually(Duration::from_secs(30), || {
-        holds(&a) + holds(&b) == 1
+        event_partitions(&a) + event_partitions(&b) == 1
     }));
     send_logins(&env, 0, 200);
     assert!(notified(&env, 200, Duration::from_secs(60)).is_some());
-    let (stopped, survivor) = if holds(&a) == 1 { (&a, &b) } else { (&b, &a) };
+    let (stopped, survivor) = if event_partitions(&a) == 1 {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
     let pid = stopped.child.id().to_string();
     // What the survivor logs from here on is about the stop.
     let logged_before = survivor.logs().len();
@@ -256,9 +256,7 @@ fn a_survivor_handed_an_empty_assignment_rejoins_and_processes() {
     let empty = after_stop
         .matches("event partitions assigned partitions=0")
         .count();
-    let rejoins = survivor
-        .metric("eventmatchd_group_rejoins_total{component=\"pipeline\"}")
-        .unwrap_or(0.0);
+    let rejoins = rejoins(survivor);
     eprintln!(
         "leader stopped: survivor's empty assignments {empty}, rejoins {rejoins}, took {took:?}"
     );
