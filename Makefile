@@ -35,6 +35,7 @@ bench:
 	$(CARGO) bench --locked
 	bash scripts/bench-e2e.sh
 	bash scripts/bench-restart.sh
+	bash scripts/bench-api.sh
 
 # Dry-run the committed sample through the engine.
 replay-sample:

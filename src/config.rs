@@ -33,6 +33,7 @@ pub struct Settings {
     pub topics: Topics,
     pub events: EventSettings,
     pub http: HttpSettings,
+    pub api: ApiSettings,
     pub catalog: CatalogSettings,
     pub authentik: AuthentikSettings,
     pub notifications: NotificationSettings,
@@ -202,6 +203,108 @@ impl Topics {
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     pub listen: String,
+    pub header_timeout_secs: u64,
+    pub body_timeout_secs: u64,
+    pub max_connections: usize,
+}
+
+/// The authentik REST API (`crate::api`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// A list of tables in a file; a JSON array in a string from the environment.
+    #[serde(deserialize_with = "tokens_from_list_or_json")]
+    pub tokens: Vec<ApiToken>,
+    pub body_limit_bytes: usize,
+    pub write_timeout_secs: u64,
+    pub max_concurrent_requests: usize,
+    pub default_page_size: usize,
+    pub max_page_size: usize,
+}
+
+/// One `[[api.tokens]]` entry.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
+    pub user: i64,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+// Never print a key: settings are logged and shown in errors.
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("key_file", &self.key_file)
+            .field("user", &self.user)
+            .field("admin", &self.admin)
+            .finish()
+    }
+}
+
+fn tokens_from_list_or_json<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<ApiToken>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<ApiToken>),
+        Json(String),
+    }
+    match Either::deserialize(d)? {
+        Either::List(l) => Ok(l),
+        // An empty variable means no tokens, as an empty list does.
+        Either::Json(s) if s.trim().is_empty() => Ok(Vec::new()),
+        Either::Json(s) => serde_json::from_str(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "api.tokens: not a JSON array of {{key or key_file, user, admin}}: {e}"
+            ))
+        }),
+    }
+}
+
+/// A token with its key read (from `key` or `key_file`).
+#[derive(Clone)]
+pub struct ResolvedToken {
+    pub key: String,
+    pub user: i64,
+    pub admin: bool,
+}
+
+impl ApiSettings {
+    /// The tokens with their keys, files read. Errors name the entry, never the key.
+    pub fn resolve_tokens(&self) -> Result<Vec<ResolvedToken>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            let key_name = format!("api.tokens[{i}]");
+            let key = match (&t.key, &t.key_file) {
+                (Some(k), None) => k.clone(),
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .map_err(|e| invalid(&key_name, format!("key_file {}: {e}", path.display())))?
+                    // Secret files usually end with a newline.
+                    .trim()
+                    .to_string(),
+                _ => return Err(invalid(&key_name, "set exactly one of key and key_file")),
+            };
+            if key.trim().is_empty() || key.chars().any(char::is_whitespace) {
+                return Err(invalid(
+                    &key_name,
+                    "the key must be non-empty and contain no whitespace (it is sent as `Authorization: Bearer <key>`)",
+                ));
+            }
+            out.push(ResolvedToken {
+                key,
+                user: t.user,
+                admin: t.admin,
+            });
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -315,6 +418,33 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.api.resolve_tokens()?;
+        for (key, v) in [
+            ("api.body_limit_bytes", self.api.body_limit_bytes),
+            (
+                "api.write_timeout_secs",
+                self.api.write_timeout_secs as usize,
+            ),
+            (
+                "api.max_concurrent_requests",
+                self.api.max_concurrent_requests,
+            ),
+            ("api.default_page_size", self.api.default_page_size),
+            ("api.max_page_size", self.api.max_page_size),
+            (
+                "http.header_timeout_secs",
+                self.http.header_timeout_secs as usize,
+            ),
+            (
+                "http.body_timeout_secs",
+                self.http.body_timeout_secs as usize,
+            ),
+            ("http.max_connections", self.http.max_connections),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
         if self.kafka.brokers.trim().is_empty() {
             return Err(invalid("kafka.brokers", "must name at least one broker"));
         }
@@ -466,6 +596,69 @@ mod tests {
         assert_eq!(s.topics.executions, "authentik.policy_executions");
         assert_eq!(s.http.listen, "127.0.0.1:9464");
         assert!(s.kafka.librdkafka_properties().is_empty());
+    }
+
+    #[test]
+    fn api_tokens_from_file_key_file_and_env() {
+        let mut secret = tempfile::NamedTempFile::new().expect("tmp");
+        writeln!(secret, "s3cret-from-file").expect("write");
+        let mut f = tempfile::NamedTempFile::new().expect("tmp");
+        writeln!(
+            f,
+            "[[api.tokens]]\nkey = \"k1\"\nuser = 7\nadmin = true\n[[api.tokens]]\nkey_file = {:?}\nuser = 8",
+            secret.path()
+        )
+        .expect("write");
+        let s = Settings::load(Some(f.path()), env(&[])).expect("valid");
+        let t = s.api.resolve_tokens().expect("tokens");
+        assert_eq!(t.len(), 2);
+        assert_eq!((t[0].key.as_str(), t[0].user, t[0].admin), ("k1", 7, true));
+        assert_eq!(
+            (t[1].key.as_str(), t[1].user, t[1].admin),
+            ("s3cret-from-file", 8, false),
+            "the file's trailing newline is not part of the key"
+        );
+        assert!(
+            !format!("{s:?}").contains("k1\""),
+            "Debug never prints a key"
+        );
+        let s = Settings::load(
+            None,
+            env(&[(
+                "EVENTMATCHD__API__TOKENS",
+                r#"[{"key": "from-env", "user": 9, "admin": true}]"#,
+            )]),
+        )
+        .expect("valid");
+        let t = s.api.resolve_tokens().expect("tokens");
+        assert_eq!((t[0].key.as_str(), t[0].user), ("from-env", 9));
+        assert!(Settings::load(None, env(&[]))
+            .expect("defaults")
+            .api
+            .tokens
+            .is_empty());
+        for (bad, why) in [
+            (r#"[{"user": 9}]"#, "api.tokens[0]"),
+            (r#"[{"key": "a b", "user": 9}]"#, "api.tokens[0]"),
+            (
+                r#"[{"key": "a", "key_file": "/x", "user": 9}]"#,
+                "api.tokens[0]",
+            ),
+            (
+                r#"[{"key_file": "/nonexistent/eventmatchd", "user": 9}]"#,
+                "/nonexistent",
+            ),
+            ("not json", "api.tokens"),
+        ] {
+            let e = Settings::load(None, env(&[("EVENTMATCHD__API__TOKENS", bad)]))
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let e = Settings::load(None, env(&[("EVENTMATCHD__API__MAX_PAGE_SIZE", "0")]))
+            .expect_err("zero")
+            .to_string();
+        assert!(e.contains("api.max_page_size"), "{e}");
     }
 
     #[test]

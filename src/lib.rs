@@ -49,6 +49,7 @@
 //! Kubernetes; checked by `tests/deploy.rs`).
 
 pub mod akql;
+pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod domain;

@@ -1,4 +1,9 @@
-//! `GET /metrics`, `GET /healthz` and `GET /readyz`.
+//! The HTTP listener: `GET /metrics`, `GET /healthz`, `GET /readyz` and, when tokens are
+//! configured, the authentik API ([`crate::api`]).
+//!
+//! Served connection by connection (hyper) rather than by `axum::serve`, for what a listener
+//! open to clients needs: a header timeout (also the idle limit between requests on a kept-alive
+//! connection), a bound on open connections, and a graceful end on shutdown.
 
 use crate::metrics::Metrics;
 use crate::watchdog::Beat;
@@ -10,6 +15,7 @@ use axum::Router;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -121,21 +127,108 @@ pub fn router(metrics_: Metrics, health: Arc<Health>) -> Router {
         })
 }
 
-/// Serves until shutdown.
+/// The methods that become a metrics label as they are.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method as M;
+    match *m {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Counts every request by its route template (`MatchedPath`, never the raw path: pks would
+/// make the label set unbounded) and observes its latency.
+async fn track(
+    State(metrics): State<Metrics>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = method_label(req.method());
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    metrics
+        .http_requests
+        .with_label_values(&[route.as_str(), method, response.status().as_str()])
+        .inc();
+    metrics
+        .http_request_duration
+        .with_label_values(&[route.as_str(), method])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The whole application: health and metrics, the API when there is one, every route counted.
+pub fn app(metrics: Metrics, health: Arc<Health>, api: Option<&Arc<crate::api::Api>>) -> Router {
+    let mut app = router(metrics.clone(), health);
+    if let Some(api) = api {
+        app = app.merge(api.router(metrics.clone()));
+    }
+    app.layer(axum::middleware::from_fn_with_state(metrics, track))
+}
+
+/// Listener limits (`[http]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Serves until shutdown; open connections then finish their current request (bounded by the
+/// daemon's drain deadline, after which the runtime ends them).
 pub async fn serve(
     listener: TcpListener,
-    metrics: Metrics,
-    health: Arc<Health>,
+    app: Router,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let app = router(metrics, health);
-    let stop = async move {
-        let _ = shutdown.wait_for(|s| *s).await;
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        tracing::error!(error = %e, "http server failed");
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        // A connection slot first: past the bound, new connections wait in the accept queue.
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "http accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .keep_alive(true);
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // Errors here are a client's (reset, malformed request, header timeout).
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "http connection ended");
+            }
+            drop(permit);
+        });
     }
+    drop(listener);
+    graceful.shutdown().await;
 }

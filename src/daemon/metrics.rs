@@ -41,6 +41,8 @@ pub struct Metrics {
     pub control_owner: IntGauge,
     pub batch_size: Histogram,
     pub uptime_seconds: Gauge,
+    pub http_requests: IntCounterVec,
+    pub http_request_duration: prometheus::HistogramVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -108,7 +110,22 @@ impl Metrics {
             "Seconds since the daemon started",
         ));
         must(registry.register(Box::new(uptime_seconds.clone())));
+        let http_request_duration = must(prometheus::HistogramVec::new(
+            HistogramOpts::new(
+                "eventmatchd_http_request_duration_seconds",
+                "HTTP request latency (headers received to response), by route template and method",
+            )
+            .buckets(latency_buckets.clone()),
+            &["route", "method"],
+        ));
+        must(registry.register(Box::new(http_request_duration.clone())));
         let m = Metrics {
+            http_request_duration,
+            http_requests: counter_vec(
+                "eventmatchd_http_requests_total",
+                "HTTP requests answered, by route template (never the raw path), method and status",
+                &["route", "method", "status"],
+            ),
             events_consumed: counter(
                 "eventmatchd_events_consumed_total",
                 "Event records consumed from the events topic",

@@ -67,13 +67,23 @@ pub async fn run(
         properties = ?settings.kafka.librdkafka_properties().keys().collect::<Vec<_>>(),
         "starting eventmatchd"
     );
+    let api = crate::api::Api::new(&settings, stop_rx.clone());
+    if api.is_some() {
+        tracing::info!(
+            tokens = settings.api.tokens.len(),
+            "authentik API on /api/v3/"
+        );
+    }
     let http_task = tokio::spawn(http::serve(
         listener,
-        metrics.clone(),
-        health.clone(),
+        http::app(metrics.clone(), health.clone(), api.as_ref()),
+        http::Limits {
+            header_timeout: Duration::from_secs(settings.http.header_timeout_secs),
+            max_connections: settings.http.max_connections,
+        },
         stop_rx.clone(),
     ));
-    let daemon = run_kafka(settings, metrics, health, stop_rx);
+    let daemon = run_kafka(settings, metrics, health, api, stop_rx);
     tokio::pin!(daemon);
     tokio::pin!(shutdown);
     let result = tokio::select! {
@@ -111,6 +121,7 @@ async fn run_kafka(
     settings: Settings,
     metrics: Metrics,
     health: Arc<Health>,
+    api: Option<Arc<crate::api::Api>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
     let engine = Arc::new(
@@ -187,11 +198,43 @@ async fn run_kafka(
         return Ok(());
     };
 
+    let mut tasks_early = Vec::new();
     let control_progress = Arc::new(Progress::default());
     let tail_progress = Arc::new(Progress::default());
+    let tail_topic = t.notifications.clone();
+    let probe_for_tail = probe.clone();
+    let tail_parts_for_ends = tail_parts.clone();
+    let tail_watermarks: Arc<
+        dyn Fn() -> Option<std::collections::HashMap<i32, i64>> + Send + Sync,
+    > = Arc::new(move || {
+        kafka::high_watermarks(
+            &probe_for_tail,
+            &tail_topic,
+            &tail_parts_for_ends,
+            METADATA_TIMEOUT,
+        )
+        .ok()
+    });
+    // The API's writes: the results topic is read from its end as of now, before any write
+    // can be taken.
+    let mut api_backend = None;
+    if api.is_some() {
+        let client = Arc::new(crate::api::roundtrip::ControlClient::new(
+            &settings,
+            output.producer().clone(),
+            control_progress.clone(),
+            tail_progress.clone(),
+            tail_watermarks.clone(),
+        ));
+        let reader = tokio::task::block_in_place(|| {
+            crate::api::roundtrip::results_reader(&settings, client.clone(), stop.clone())
+        })?;
+        tasks_early.push(tokio::spawn(reader));
+        api_backend = Some(client);
+    }
     readers::assign_all(&control_reader, &t.control, &control_parts)?;
     readers::assign_all(&tail, &t.notifications, &tail_parts)?;
-    let mut tasks = Vec::new();
+    let mut tasks = tasks_early;
     tasks.push(tokio::spawn(readers::run_control_reader(
         control_reader,
         engine.clone(),
@@ -250,20 +293,12 @@ async fn run_kafka(
     }
     health.caught_up.store(true, Ordering::SeqCst);
 
-    let tail_topic = t.notifications.clone();
-    let probe_for_tail = probe.clone();
-    let tail_parts_for_ends = tail_parts.clone();
-    let tail_watermarks: Arc<
-        dyn Fn() -> Option<std::collections::HashMap<i32, i64>> + Send + Sync,
-    > = Arc::new(move || {
-        kafka::high_watermarks(
-            &probe_for_tail,
-            &tail_topic,
-            &tail_parts_for_ends,
-            METADATA_TIMEOUT,
-        )
-        .ok()
-    });
+    if let (Some(api), Some(control)) = (&api, api_backend) {
+        let _ = api.backend.set(crate::api::Backend {
+            engine: engine.clone(),
+            control,
+        });
+    }
     tasks.push(tokio::spawn(effects::run_control_owner(
         owner,
         OwnerDeps {

@@ -212,6 +212,17 @@ impl NotificationIndex {
         self.map.get(pk).map(|h| Arc::new(h.full()))
     }
 
+    /// Every held notification of `user` (compared as [`Notification::user_key`]; `None`:
+    /// everyone's), whole, in no particular order. The user is checked on the held state, so a
+    /// list for one user renders only that user's records.
+    pub fn select(&self, user: Option<&str>) -> Vec<Notification> {
+        self.map
+            .iter()
+            .filter(|h| user.is_none_or(|u| h.n.user_key().as_deref() == Some(u)))
+            .map(|h| h.full())
+            .collect()
+    }
+
     /// Whether `pk` was deleted (and is still remembered as such).
     pub fn is_deleted(&self, pk: &Uuid) -> bool {
         self.gone.get(pk).is_some_and(|g| g.1 == Gone::Deleted)

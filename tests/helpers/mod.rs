@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests (each test file includes this with `mod helpers;`).
 #![allow(dead_code)]
 
+pub mod api;
 pub mod kafka;
 pub mod scenarios;
 pub mod workload;
