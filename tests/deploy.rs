@@ -570,6 +570,11 @@ fn kubernetes_sidecar_is_consistent() {
     );
     let settings = Settings::load(Some(&file), env).expect("the Kubernetes config loads");
     assert_eq!(settings.kafka.instance_id, "authentik-server-7d9f-x2x4q");
+    let tokens = settings
+        .api
+        .resolve_tokens()
+        .expect("the example's API tokens load");
+    assert_eq!(tokens.len(), 1, "the API tokens reach the daemon");
     let props = settings.kafka.librdkafka_properties();
     for key in [
         "security.protocol",

@@ -163,6 +163,14 @@ fn oversized_bodies_are_413_and_slow_clients_hold_no_slot() {
     // (The read timeout is 30 s, the header timeout 2 s: closed, not timed out.)
     let answer = read_to_close(dribble);
     assert!(!answer.contains("200 OK"), "{answer}");
+    // The header timeout is also the idle limit of a kept-alive connection.
+    let mut idle = raw(d.port);
+    write!(idle, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").expect("write");
+    let answer = read_to_close(idle);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "answered, then closed when idle: {answer}"
+    );
     let (status, _) = admin.call("GET", POLICIES, None);
     assert_eq!(status, 200, "still serving");
 }

@@ -4,7 +4,7 @@
 
 use super::auth::{Denied, Principal};
 use super::list::Params;
-use super::roundtrip::WriteError;
+use super::roundtrip::{Applied, WriteError};
 use super::select;
 use super::{json_response, Api, ApiError, Backend};
 use crate::control::{Resource, Route};
@@ -229,13 +229,19 @@ async fn write_inner(
         (_, &Method::DELETE) => None,
         _ => Some(parse_body(headers, &body)?),
     };
+    let applied = match (route, &method) {
+        (Route::Notification(pk), &Method::DELETE) => Applied::Deleted(pk),
+        (Route::Notification(pk), _) => Applied::Notification(pk),
+        (Route::MarkAllSeen, _) => Applied::Tail,
+        _ => Applied::Control,
+    };
     let answer = b
         .control
         .submit(
             method.as_str(),
             uri.path(),
             command_body,
-            notification,
+            applied,
             api.stop.clone(),
         )
         .await

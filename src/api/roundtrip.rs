@@ -4,9 +4,11 @@
 //! instance reads the results topic, so any instance takes writes.
 //!
 //! Read-your-writes: before answering, the serving instance waits until it has applied the
-//! command itself: its control reader past the command's offset (policies, rules, bindings),
-//! or its notification tail past the topic's end as of the result (the owner writes a
-//! command's notification records, acknowledged, before its result).
+//! command itself ([`Applied`]): its control reader past the command's offset (policies,
+//! rules, bindings); for a notification's PATCH/PUT its index holding the state the command
+//! made (version = the command's offset + 1) and for its DELETE the notification gone; for
+//! `mark_all_seen` its notification tail past the topic's end as of the result (the owner
+//! writes a command's notification records, acknowledged, before its result).
 
 use crate::config::Settings;
 use crate::daemon::kafka::{self, ReaderContext};
@@ -52,6 +54,20 @@ pub enum WriteError {
     ShuttingDown,
 }
 
+/// What "this instance has applied the command" means for one command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A policy-set command: the control reader is past it.
+    Control,
+    /// A notification PATCH/PUT: the index holds a state at least as new as the command's.
+    Notification(Uuid),
+    /// A notification DELETE: the index no longer holds it.
+    Deleted(Uuid),
+    /// Anything else on notifications (`mark_all_seen`): the notification reader is past the
+    /// topic's end as of the result.
+    Tail,
+}
+
 /// The notification topic's current end, per partition.
 pub type Watermarks = Arc<dyn Fn() -> Option<HashMap<i32, i64>> + Send + Sync>;
 
@@ -67,6 +83,7 @@ struct ResultRecord {
 pub struct ControlClient {
     producer: FutureProducer,
     control_topic: String,
+    engine: Arc<crate::engine::Engine>,
     /// One sender per command in flight, keyed by its `id`: inserted by the request before it
     /// produces, removed by the results reader when the result arrives (or by the request when
     /// it gives up). Sharded, since requests and the reader touch it concurrently.
@@ -94,6 +111,7 @@ impl ControlClient {
     pub fn new(
         settings: &Settings,
         producer: FutureProducer,
+        engine: Arc<crate::engine::Engine>,
         control_progress: Arc<Progress>,
         tail_progress: Arc<Progress>,
         tail_watermarks: Watermarks,
@@ -101,6 +119,7 @@ impl ControlClient {
         Self {
             producer,
             control_topic: settings.topics.control.clone(),
+            engine,
             waiters: DashMap::new(),
             control_progress,
             tail_progress,
@@ -124,7 +143,7 @@ impl ControlClient {
         method: &str,
         path: &str,
         body: Option<Value>,
-        notification: bool,
+        applied: Applied,
         mut stop: watch::Receiver<bool>,
     ) -> Result<Answer, WriteError> {
         let deadline = Instant::now() + self.timeout;
@@ -159,14 +178,43 @@ impl ControlClient {
             },
             _ = stop.wait_for(|s| *s) => return Err(WriteError::ShuttingDown),
         };
-        // Read-your-writes (see the module documentation).
-        let (progress, targets) = if notification {
+        // Read-your-writes (see the module documentation). A command that failed changed
+        // nothing; one that succeeded is waited for as `applied` says.
+        if !(200..300).contains(&answer.status) {
+            return Ok(answer);
+        }
+        let version = delivered.offset.max(0) as u64 + 1;
+        let index = self.engine.index();
+        let done = match applied {
+            Applied::Control => None,
+            Applied::Notification(pk) => {
+                Some(
+                    Box::new(move || index.version_of(&pk).is_none_or(|v| v >= version))
+                        as Box<dyn Fn() -> bool + Send + Sync + '_>,
+                )
+            }
+            Applied::Deleted(pk) => Some(Box::new(move || index.version_of(&pk).is_none())
+                as Box<dyn Fn() -> bool + Send + Sync + '_>),
+            Applied::Tail => None,
+        };
+        if let Some(done) = done {
+            let wait = async {
+                while !done() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            };
+            return match tokio::time::timeout_at(deadline, wait).await {
+                Ok(()) => Ok(answer),
+                Err(_) => Err(timed_out()),
+            };
+        }
+        let (progress, targets) = if applied == Applied::Tail {
             let tail = self.tail_watermarks.clone();
             let ends = tokio::task::spawn_blocking(move || tail())
                 .await
                 .ok()
                 .flatten()
-                .ok_or_else(|| WriteError::Watermarks(KafkaError::NoMessageReceived))?;
+                .ok_or(WriteError::Watermarks(KafkaError::NoMessageReceived))?;
             (&self.tail_progress, ends)
         } else {
             (

@@ -222,6 +222,7 @@ async fn run_kafka(
         let client = Arc::new(crate::api::roundtrip::ControlClient::new(
             &settings,
             output.producer().clone(),
+            engine.clone(),
             control_progress.clone(),
             tail_progress.clone(),
             tail_watermarks.clone(),

@@ -223,6 +223,11 @@ impl NotificationIndex {
             .collect()
     }
 
+    /// The version of the held state of `pk` (`None`: not held).
+    pub fn version_of(&self, pk: &Uuid) -> Option<u64> {
+        self.map.get(pk).map(|h| h.n.version)
+    }
+
     /// Whether `pk` was deleted (and is still remembered as such).
     pub fn is_deleted(&self, pk: &Uuid) -> bool {
         self.gone.get(pk).is_some_and(|g| g.1 == Gone::Deleted)
