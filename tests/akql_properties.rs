@@ -213,6 +213,11 @@ fn event() -> BoxedStrategy<Value> {
     )
         .prop_map(|(action, app, ip, created, a, username, brand)| {
             let mut ctx = serde_json::Map::new();
+            // Off every query's path: a guided parse skips it unbuilt.
+            ctx.insert(
+                "noise".into(),
+                json!({"a": {"b": "y"}, "x": [1, {"a": "y"}], "s": "a\"b"}),
+            );
             if let Some(a) = a {
                 ctx.insert("a".into(), a);
             }

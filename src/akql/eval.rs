@@ -7,7 +7,7 @@
 use super::compile::{key_ip, key_str, JsonPath, KeyField, Node, Operand, Root, Test};
 use super::parser::Op;
 use super::pg;
-use super::tree::Json;
+use super::tree::{Json, PathTrie};
 use crate::events::Event;
 use chrono::{DateTime, Utc};
 use std::borrow::Cow;
@@ -15,9 +15,26 @@ use std::cell::OnceCell;
 use std::cmp::Ordering;
 use std::net::IpAddr;
 
+/// The JSON paths a set of queries reads, per column (`Root` order): what [`Columns`] builds
+/// of each column when given them.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ColumnPaths([PathTrie; 3]);
+
+impl ColumnPaths {
+    pub fn add(&mut self, node: &Node) {
+        let mut paths = Vec::new();
+        node.json_paths(&mut paths);
+        for p in paths {
+            self.0[p.root as usize].insert(&p.keys);
+        }
+    }
+}
+
 /// The parsed JSON columns of one event (parsed on first use).
 pub struct Columns<'e> {
     event: &'e Event,
+    /// Only these paths are built ([`Json::parse_guided`]); `None`: every column whole.
+    paths: Option<&'e ColumnPaths>,
     json: [OnceCell<Json<'e>>; 3],
     client_ip: OnceCell<Option<IpAddr>>,
 }
@@ -26,8 +43,18 @@ impl<'e> Columns<'e> {
     pub fn new(event: &'e Event) -> Self {
         Self {
             event,
+            paths: None,
             json: Default::default(),
             client_ip: OnceCell::new(),
+        }
+    }
+
+    /// Columns of which only `paths` will be read: queries reading any other path see it
+    /// missing.
+    pub fn guided(event: &'e Event, paths: &'e ColumnPaths) -> Self {
+        Self {
+            paths: Some(paths),
+            ..Self::new(event)
         }
     }
 
@@ -38,7 +65,11 @@ impl<'e> Columns<'e> {
                 Root::Context => Some(self.event.context.get()),
                 Root::Brand => self.event.brand.as_deref().map(|b| b.get()),
             };
-            raw.and_then(Json::parse).unwrap_or(Json::Null)
+            match self.paths {
+                Some(p) => raw.and_then(|t| Json::parse_guided(t, &p.0[r as usize])),
+                None => raw.and_then(Json::parse),
+            }
+            .unwrap_or(Json::Null)
         })
     }
 

@@ -23,7 +23,7 @@ pub mod pg;
 pub mod tree;
 
 pub use compile::{Choices, KeyField};
-pub use eval::{Columns, EventView};
+pub use eval::{ColumnPaths, Columns, EventView};
 
 use std::fmt;
 

@@ -26,7 +26,7 @@
 //! policy like an `action` criterion (see [`crate::akql`]). [`evaluate_linear`] is the straightforward reference
 //! used by property tests and benchmarks.
 
-use crate::akql::{Columns, EventView, KeyField};
+use crate::akql::{ColumnPaths, Columns, EventView, KeyField};
 use crate::events::Event;
 use crate::policy::EventMatcherPolicy;
 use crate::rules::{NotificationRule, PolicyBinding};
@@ -178,6 +178,9 @@ pub struct Matcher {
     logged: Vec<LoggedBinding>,
     /// Policies bound to any rule (enabled or not): the loop guard.
     guard: FxHashSet<Uuid>,
+    /// The JSON paths the queries of `policies` and `logged` read: each event's columns are
+    /// built only along them.
+    paths: ColumnPaths,
 }
 
 fn hash_str(s: &str) -> u64 {
@@ -319,6 +322,11 @@ impl Matcher {
                 g.by_key.entry(key).or_default().push(no as u32, p);
             }
         }
+        for p in m.policies.iter().chain(m.logged.iter().map(|l| &l.policy)) {
+            if let Some(node) = p.query.as_ref().and_then(|q| q.tree()) {
+                m.paths.add(node);
+            }
+        }
         m.groups = groups.into_values().collect();
         m.filters = values.map(|v| FieldFilter::new(&v));
         m
@@ -343,7 +351,7 @@ impl Matcher {
         }
         let fields = event_fields(event);
         // Shared by every policy's query for this event: JSON parsed and paths resolved once.
-        let cols = Columns::new(event);
+        let cols = Columns::guided(event, &self.paths);
         let view = EventView::new(&cols);
         // Bit i set: some policy may name the event's value of criterion i.
         let mut known: u8 = 0;
