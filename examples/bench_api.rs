@@ -10,8 +10,12 @@
 //! 4. listing one user's notifications (`?user=U`, 100 of them) out of 10,000 held, and an
 //!    admin's unfiltered page of 100.
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+
 use anyhow::{bail, Context};
 use clap::Parser;
+use common::process::{percentile, DaemonProcess};
 use eventmatchd::config::Settings;
 use eventmatchd::kafka;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -20,7 +24,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const KEY: &str = "bench-admin-key";
@@ -41,29 +45,6 @@ struct Args {
     lists: usize,
     #[arg(long, default_value = "target/bench-api")]
     work_dir: PathBuf,
-}
-
-struct DaemonProcess(Child);
-
-impl Drop for DaemonProcess {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-    }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
 }
 
 /// Milliseconds p50 / p99 of a sample.

@@ -18,6 +18,7 @@
 #[path = "../benches/common/mod.rs"]
 mod common;
 
+use common::process::{percentile, DaemonProcess};
 use common::workload;
 
 use anyhow::{bail, Context};
@@ -31,7 +32,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Parser)]
@@ -261,31 +262,6 @@ impl CpuUse {
             us(self.broker)
         )
     }
-}
-
-struct DaemonProcess(Child);
-
-impl Drop for DaemonProcess {
-    fn drop(&mut self) {
-        // SIGTERM, so it commits and leaves the group; then make sure it is gone.
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-    }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 #[tokio::main]

@@ -3,6 +3,7 @@
 //! a target is stated in, and RSS from /proc.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod workload;
 
 use eventmatchd::catalog::Catalog;
