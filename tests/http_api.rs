@@ -95,6 +95,23 @@ fn writes_reads_and_notifications_through_the_api() {
             .contains("is not a valid choice"),
         "{bad}"
     );
+    // A body that is not JSON: DRF's parse error, never the body echoed back.
+    let garbage = format!("{{\"name\": \"{}", "secret-looking-text ".repeat(500));
+    let (s, e) = admin.call_raw("POST", POLICIES, "application/json", &garbage);
+    let detail = e["detail"].as_str().unwrap_or_default();
+    assert!(
+        s == 400 && detail.starts_with("JSON parse error - ") && detail.len() < 300,
+        "{s} {e}"
+    );
+    assert!(!detail.contains("secret-looking-text"), "{detail}");
+    let (s, e) = admin.call_raw("POST", POLICIES, "text/plain", "name=x");
+    assert_eq!(
+        (s, e),
+        (
+            415,
+            json!({"detail": "Unsupported media type \"text/plain\" in request."})
+        )
+    );
     let dup = admin.expect(400, "POST", POLICIES, Some(&json!({"name": "logins"})));
     assert_eq!(
         dup,

@@ -76,6 +76,29 @@ impl Api {
         (status, json)
     }
 
+    /// A request with a body sent as it is, under `content_type`.
+    pub fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .client
+            .request(m, format!("{}{path}", self.base))
+            .header("Content-Type", content_type)
+            .body(body.to_string());
+        if let Some(k) = &self.key {
+            req = req.header("Authorization", format!("Bearer {k}"));
+        }
+        let resp = req.send().expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
     pub fn get(&self, path: &str) -> (u16, Value) {
         self.call("GET", path, None)
     }
