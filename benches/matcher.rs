@@ -261,7 +261,12 @@ fn main() {
         let q = case_of(1_000, akql_policy_set(1_000));
         let start = std::time::Instant::now();
         let mut passes = Vec::new();
-        while start.elapsed().as_secs() < 10 {
+        // `AKQL_PASSES=n`: exactly n passes (for `valgrind --tool=callgrind`, whose instruction
+        // counts repeat where times do not).
+        let passes_wanted: Option<usize> = std::env::var("AKQL_PASSES")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        while passes_wanted.map_or(start.elapsed().as_secs() < 10, |n| passes.len() < n) {
             let t = std::time::Instant::now();
             black_box(run_indexed(&q));
             passes.push(t.elapsed().as_nanos() as f64 / EVENTS as f64);

@@ -33,7 +33,7 @@ impl ColumnPaths {
 /// The parsed JSON columns of one event (parsed on first use).
 pub struct Columns<'e> {
     event: &'e Event,
-    /// Only these paths are built ([`Json::parse_guided`]); `None`: every column whole.
+    /// Only these paths are built ([`super::scan::guided`]); `None`: every column whole.
     paths: Option<&'e ColumnPaths>,
     json: [OnceCell<Json<'e>>; 3],
     client_ip: OnceCell<Option<IpAddr>>,
@@ -66,7 +66,7 @@ impl<'e> Columns<'e> {
                 Root::Brand => self.event.brand.as_deref().map(|b| b.get()),
             };
             match self.paths {
-                Some(p) => raw.and_then(|t| Json::parse_guided(t, &p.0[r as usize])),
+                Some(p) => raw.and_then(|t| super::scan::guided(t, &p.0[r as usize])),
                 None => raw.and_then(Json::parse),
             }
             .unwrap_or(Json::Null)

@@ -20,6 +20,7 @@ pub mod eval;
 pub mod lexer;
 pub mod parser;
 pub mod pg;
+pub mod scan;
 pub mod tree;
 
 pub use compile::{Choices, KeyField};

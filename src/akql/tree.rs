@@ -10,14 +10,14 @@
 //! (Reading only the objects on a path's way, members kept as raw text, was tried: the scan
 //! of the text is most of the cost either way, and it measured ~6% slower.)
 //!
-//! A policy set reads a known set of paths: [`PathTrie`] holds them, and [`Json::parse_guided`]
+//! A policy set reads a known set of paths: [`PathTrie`] holds them, and [`super::scan::guided`]
 //! builds only what lies on them. Values off every path are skipped as serde's `IgnoredAny`
 //! (scanned, never built); a value where a path ends is built whole, since an operator may read
 //! all of it. Every lookup along those paths answers as on the whole tree.
 
-use serde::de::{
-    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+#[cfg(test)]
+use serde::de::{DeserializeSeed, IgnoredAny};
 use serde_json::{Number, Value};
 use std::borrow::Cow;
 use std::fmt;
@@ -99,14 +99,20 @@ impl PathTrie {
         !self.capture && self.children.is_empty()
     }
 
-    fn child(&self, key: &str) -> Option<&PathTrie> {
+    /// A path ends here.
+    pub fn capture(&self) -> bool {
+        self.capture
+    }
+
+    pub fn child(&self, key: &str) -> Option<&PathTrie> {
         self.children.iter().find(|(k, _)| k == key).map(|(_, t)| t)
     }
 }
 
+#[cfg(test)]
 impl<'a> Json<'a> {
-    /// The parts of `text` on the paths of `trie` (see the module documentation); `Null` for a
-    /// value no path goes into or ends at. `None` when the text is not JSON.
+    /// The parts of `text` on the paths of `trie`, by serde (validating everything it skips):
+    /// the reference [`super::scan::guided`] is tested against.
     pub fn parse_guided(text: &'a str, trie: &PathTrie) -> Option<Self> {
         if trie.is_empty() {
             return Some(Json::Null);
@@ -118,8 +124,10 @@ impl<'a> Json<'a> {
     }
 }
 
+#[cfg(test)]
 struct Guided<'t>(&'t PathTrie);
 
+#[cfg(test)]
 impl<'de> DeserializeSeed<'de> for Guided<'_> {
     type Value = Json<'de>;
 
@@ -132,8 +140,10 @@ impl<'de> DeserializeSeed<'de> for Guided<'_> {
     }
 }
 
+#[cfg(test)]
 struct GuidedVisitor<'t>(&'t PathTrie);
 
+#[cfg(test)]
 impl<'de> Visitor<'de> for GuidedVisitor<'_> {
     type Value = Json<'de>;
 
