@@ -57,6 +57,8 @@ fn readme_metrics_reference_lists_exactly_the_registered_metrics() {
     m.progress_age.with_label_values(&["x"]);
     m.commit_errors.with_label_values(&["x"]);
     m.group_rejoins.with_label_values(&["x"]);
+    m.http_requests.with_label_values(&["/r", "GET", "200"]);
+    m.http_request_duration.with_label_values(&["/r", "GET"]);
     let registered: std::collections::BTreeSet<String> = m.names().into_iter().collect();
     assert_eq!(registered, documented_metrics());
 }
