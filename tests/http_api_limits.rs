@@ -98,7 +98,7 @@ fn oversized_bodies_are_413_and_slow_clients_hold_no_slot() {
         &[
             ("EVENTMATCHD__API__BODY_LIMIT_BYTES", "2048"),
             ("EVENTMATCHD__API__MAX_CONCURRENT_REQUESTS", "1"),
-            ("EVENTMATCHD__HTTP__BODY_TIMEOUT_SECS", "3"),
+            ("EVENTMATCHD__HTTP__BODY_TIMEOUT_SECS", "8"),
             ("EVENTMATCHD__HTTP__HEADER_TIMEOUT_SECS", "2"),
         ],
     );
