@@ -129,8 +129,16 @@ fn notifications_are_scoped_to_their_user_and_filtered() {
         key: None,
         timestamp: chrono::Utc::now(),
     };
+    // Created out of order, one of them in another time zone: lists order by the instant.
+    let created = [
+        "2024-09-13T14:05:42.170Z",
+        "2024-09-13T16:00:00+02:00",
+        "2024-09-12T00:00:00Z",
+    ];
     for (i, user) in [7u64, 7, 8].iter().enumerate() {
-        let ev = helpers::workload::login_event(&format!("e3000000-0000-4000-8000-{i:012}"), *user);
+        let mut ev =
+            helpers::workload::login_event(&format!("e3000000-0000-4000-8000-{i:012}"), *user);
+        ev["created"] = json!(created[i]);
         let out = e.process_event(ev.to_string().as_bytes(), &src);
         assert_eq!(out.notifications.len(), 1, "{ev}");
     }
@@ -175,6 +183,27 @@ fn notifications_are_scoped_to_their_user_and_filtered() {
         400
     );
     assert_eq!(list(&admin, "user=x").expect_err("user").status, 400);
+    // By time: event 2 (the 12th), event 1 (14:00 UTC), event 0 (14:05 UTC); the page-only
+    // path (index fields) and the render-everything path (an ordering on a rendered field)
+    // agree.
+    let events = |v: &Value| -> Vec<String> {
+        v["results"]
+            .as_array()
+            .expect("r")
+            .iter()
+            .map(|n| n["event"]["pk"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let by_time = events(&list(&admin, "").expect("default order"));
+    let want: Vec<String> = [2, 1, 0]
+        .iter()
+        .map(|i| format!("e3000000-0000-4000-8000-{i:012}"))
+        .collect();
+    assert_eq!(by_time, want);
+    let rendered = events(&list(&admin, "ordering=created,pk,hyperlink").expect("rendered path"));
+    assert_eq!(rendered, want);
+    let desc = events(&list(&admin, "ordering=-created").expect("desc"));
+    assert_eq!(desc, want.iter().rev().cloned().collect::<Vec<_>>());
     let n = &mine["results"][0];
     let held = e
         .index()

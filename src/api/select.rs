@@ -301,16 +301,6 @@ pub fn notifications(
         );
     }
     let scope = scope.map(|u| u.to_string());
-    let mut items: Vec<Notification> = index
-        .select(scope.as_deref())
-        .into_iter()
-        .filter(|n| {
-            seen.is_none_or(|s| n.seen == s)
-                && severity.as_deref().is_none_or(|s| n.severity.as_str() == s)
-                && body.is_none_or(|b| n.body == b)
-                && event.is_none_or(|e| event_pk(n) == Some(e))
-        })
-        .collect();
     let valid = [
         "pk",
         "uuid",
@@ -324,10 +314,47 @@ pub fn notifications(
         "user",
     ];
     let order = ordering(params, &valid, &["created", "pk"]);
+    let size = page_size(params, sizes.default, sizes.max);
+    let listing = index.listing(scope.as_deref());
+    // The usual lists (by user, seen, severity; ordered by time) read only what the index
+    // holds per notification and render just the page; anything else renders every candidate.
+    let cheap = body.is_none()
+        && event.is_none()
+        && order
+            .iter()
+            .all(|(f, _)| matches!(f.as_str(), "pk" | "uuid" | "created" | "seen" | "severity"));
+    if cheap {
+        let mut items: Vec<_> = listing
+            .into_iter()
+            .filter(|l| {
+                seen.is_none_or(|s| l.seen() == s)
+                    && severity
+                        .as_deref()
+                        .is_none_or(|s| l.severity().as_str() == s)
+            })
+            .collect();
+        sort_by(&mut items, &order, |l, f| match f {
+            "created" => SortKey::Int(l.created_at()),
+            "seen" => SortKey::Bool(l.seen()),
+            "severity" => SortKey::Text(l.severity().as_str().to_string()),
+            _ => SortKey::Text(l.pk().to_string()),
+        });
+        return paginate(&items, params, size, |l| notification_body(&l.full()));
+    }
+    let mut items: Vec<Notification> = listing
+        .iter()
+        .map(|l| l.full())
+        .filter(|n| {
+            seen.is_none_or(|s| n.seen == s)
+                && severity.as_deref().is_none_or(|s| n.severity.as_str() == s)
+                && body.is_none_or(|b| n.body == b)
+                && event.is_none_or(|e| event_pk(n) == Some(e))
+        })
+        .collect();
     sort_by(&mut items, &order, |n, f| match f {
         "severity" => SortKey::Text(n.severity.as_str().to_string()),
         "body" => SortKey::Text(n.body.clone()),
-        "created" => SortKey::Text(n.created.clone()),
+        "created" => SortKey::Int(created_at(&n.created)),
         "seen" => SortKey::Bool(n.seen),
         "hyperlink" => text(n.hyperlink.as_deref()),
         "hyperlink_label" => text(n.hyperlink_label.as_deref()),
@@ -335,8 +362,14 @@ pub fn notifications(
         "user" => SortKey::from(n.user_key()),
         _ => SortKey::Text(n.pk.to_string()),
     });
-    let size = page_size(params, sizes.default, sizes.max);
     paginate(&items, params, size, notification_body)
+}
+
+/// `created` as an instant, as the index keeps it: PostgreSQL orders the column by time.
+fn created_at(created: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(created)
+        .map(|t| t.timestamp_micros())
+        .unwrap_or(i64::MIN)
 }
 
 /// The pk of the notification's event.

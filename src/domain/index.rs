@@ -29,6 +29,10 @@ struct Held {
     /// Keyed hash of the record bytes this instance produced for this state (0: none), so
     /// reading its own record back from the topic is recognised without parsing it.
     produced: u64,
+    /// `created` as an instant (microseconds since 1970; `i64::MIN` when it is not a time),
+    /// so that lists order by time without rendering each record. Free: the allocation of an
+    /// `Arc<Held>` stays in the same malloc size class with it (288 + 8 bytes → 304).
+    created_at: i64,
 }
 
 impl Held {
@@ -57,6 +61,9 @@ impl Held {
             created_derived,
             expires,
             produced: 0,
+            created_at: chrono::DateTime::parse_from_rfc3339(&n.created)
+                .map(|t| t.timestamp_micros())
+                .unwrap_or(i64::MIN),
         }
     }
 
@@ -88,6 +95,35 @@ impl Held {
             }
         }
         n
+    }
+}
+
+/// A held notification as a list sees it: the fields filters and orderings read most, without
+/// rendering the record ([`Listed::full`] does, for the page shown).
+#[derive(Debug, Clone)]
+pub struct Listed(Arc<Held>);
+
+impl Listed {
+    pub fn pk(&self) -> Uuid {
+        self.0.n.pk
+    }
+
+    pub fn seen(&self) -> bool {
+        self.0.n.seen
+    }
+
+    pub fn severity(&self) -> crate::rules::Severity {
+        self.0.n.severity
+    }
+
+    /// `created` in microseconds since 1970 (`i64::MIN` when it is not a time).
+    pub fn created_at(&self) -> i64 {
+        self.0.created_at
+    }
+
+    /// The whole record.
+    pub fn full(&self) -> Notification {
+        self.0.full()
     }
 }
 
@@ -213,13 +249,13 @@ impl NotificationIndex {
     }
 
     /// Every held notification of `user` (compared as [`Notification::user_key`]; `None`:
-    /// everyone's), whole, in no particular order. The user is checked on the held state, so a
-    /// list for one user renders only that user's records.
-    pub fn select(&self, user: Option<&str>) -> Vec<Notification> {
+    /// everyone's), in no particular order, as lists filter and order them before rendering
+    /// the page they show.
+    pub fn listing(&self, user: Option<&str>) -> Vec<Listed> {
         self.map
             .iter()
             .filter(|h| user.is_none_or(|u| h.n.user_key().as_deref() == Some(u)))
-            .map(|h| h.full())
+            .map(|h| Listed(h.value().clone()))
             .collect()
     }
 
