@@ -102,6 +102,8 @@ pub fn paginate<T>(
 pub enum SortKey {
     Bool(bool),
     Int(i64),
+    /// A uuid: PostgreSQL orders them by their bytes, which is the order of their text too.
+    Uuid(u128),
     Text(String),
     Null,
 }

@@ -168,7 +168,7 @@ pub fn policies(
         "model" => text(p.model.as_deref()),
         "client_ip" => text(p.client_ip.as_deref()),
         "query" => text(p.query.as_ref().map(|q| q.text())),
-        _ => SortKey::Text(p.pk.to_string()),
+        _ => SortKey::Uuid(p.pk.as_u128()),
     });
     let size = page_size(params, sizes.default, sizes.max);
     paginate(&items, params, size, |p| policy_body(set, p))
@@ -206,7 +206,7 @@ pub fn rules(set: &PolicySet, params: &Params, sizes: Sizes) -> Result<Value, Ap
         "severity" => SortKey::Text(r.severity.as_str().to_string()),
         "destination_event_user" => SortKey::Bool(r.destination_event_user),
         "enabled" => SortKey::Bool(r.enabled),
-        _ => SortKey::Text(r.pk.to_string()),
+        _ => SortKey::Uuid(r.pk.as_u128()),
     });
     let size = page_size(params, sizes.default, sizes.max);
     paginate(&items, params, size, |r| rule_body(r))
@@ -253,8 +253,8 @@ pub fn bindings(set: &PolicySet, params: &Params, sizes: Sizes) -> Result<Value,
     let sort = ordering(params, &["order", "target__uuid", "pk"], &["order", "pk"]);
     sort_by(&mut items, &sort, |b, f| match f {
         "order" => SortKey::Int(b.order),
-        "target__uuid" => SortKey::Text(b.target.to_string()),
-        _ => SortKey::Text(b.pk.to_string()),
+        "target__uuid" => SortKey::Uuid(b.target.as_u128()),
+        _ => SortKey::Uuid(b.pk.as_u128()),
     });
     let size = page_size(params, sizes.default, sizes.max);
     paginate(&items, params, size, |b| binding_body(set, b))
@@ -337,7 +337,7 @@ pub fn notifications(
             "created" => SortKey::Int(l.created_at()),
             "seen" => SortKey::Bool(l.seen()),
             "severity" => SortKey::Text(l.severity().as_str().to_string()),
-            _ => SortKey::Text(l.pk().to_string()),
+            _ => SortKey::Uuid(l.pk().as_u128()),
         });
         return paginate(&items, params, size, |l| notification_body(&l.full()));
     }
@@ -358,9 +358,9 @@ pub fn notifications(
         "seen" => SortKey::Bool(n.seen),
         "hyperlink" => text(n.hyperlink.as_deref()),
         "hyperlink_label" => text(n.hyperlink_label.as_deref()),
-        "event" => SortKey::from(event_pk(n).map(|u| u.to_string())),
+        "event" => event_pk(n).map_or(SortKey::Null, |u| SortKey::Uuid(u.as_u128())),
         "user" => SortKey::from(n.user_key()),
-        _ => SortKey::Text(n.pk.to_string()),
+        _ => SortKey::Uuid(n.pk.as_u128()),
     });
     paginate(&items, params, size, notification_body)
 }
