@@ -245,8 +245,16 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_query_returns_data() {
         return;
     }
     let env = TestEnv::new("prom", 2);
-    let mut daemon =
-        helpers::kafka::Daemon::start(&env, "d", &[("EVENTMATCHD__WATCHDOG__INTERVAL_SECS", "1")]);
+    // The API on: the seen PATCH below goes through it, so its metrics have data.
+    let tokens = helpers::api::tokens_json();
+    let mut daemon = helpers::kafka::Daemon::start(
+        &env,
+        "d",
+        &[
+            ("EVENTMATCHD__WATCHDOG__INTERVAL_SECS", "1"),
+            ("EVENTMATCHD__API__TOKENS", tokens.as_str()),
+        ],
+    );
     daemon.wait_ready(Duration::from_secs(60));
     let tmp = tempfile::tempdir().expect("tmp");
     let prom = Prometheus::start(&format!("127.0.0.1:{}", daemon.port), tmp.path());
@@ -290,14 +298,14 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_query_returns_data() {
         .first()
         .and_then(|r| r.key.clone())
         .expect("a notification");
-    producer.send_json(
-        &env.control,
-        &json!({"id": "seen", "method": "PATCH", "path": format!("/events/notifications/{pk}/"), "body": {"seen": true}}),
+    // Through the HTTP API: a control command like any other, and an HTTP request counted.
+    let seen = helpers::api::Api::admin(&daemon).expect(
+        200,
+        "PATCH",
+        &format!("/api/v3/events/notifications/{pk}/"),
+        Some(&json!({"seen": true})),
     );
-    producer.flush();
-    read_until(&env.brokers, &env.results, Duration::from_secs(30), |r| {
-        r.iter().any(|x| x.key.as_deref() == Some("seen"))
-    });
+    assert_eq!(seen["seen"], true);
 
     // What Prometheus has agrees with what was sent.
     let agrees = || {
@@ -306,6 +314,9 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_query_returns_data() {
                 == Some(want.notifications.len() as f64)
             && prom.scalar("sum(eventmatchd_seen_updates_total)") == Some(1.0)
             && prom.scalar("max(eventmatchd_policy_queries_invalid)") == Some(1.0)
+            && prom.scalar(
+                r#"sum(eventmatchd_http_requests_total{route="/api/v3/events/notifications/{pk}/",method="PATCH",status="200"})"#,
+            ) == Some(1.0)
     };
     assert!(
         eventually(Duration::from_secs(30), agrees),
