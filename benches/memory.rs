@@ -26,6 +26,28 @@ fn main() {
         return;
     };
     let set = Arc::new(policy_set(POLICIES));
+    if std::env::var("MEMORY_ONLY").as_deref() == Ok("restore") {
+        // The catch-up alone, looped for ~10 s, for `perf record`.
+        let records = records(&set);
+        let t = std::time::Instant::now();
+        let mut rounds = 0;
+        // `MEMORY_ROUNDS=n`: exactly n rounds (for callgrind's repeatable instruction counts).
+        let wanted: Option<usize> = std::env::var("MEMORY_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        while wanted.map_or(t.elapsed().as_secs() < 10, |n| rounds < n) {
+            let fresh = Engine::new(Catalog::default(), 2_000_000);
+            for (k, v) in &records {
+                fresh.restore_notification(Some(k.as_bytes()), Some(v));
+            }
+            rounds += 1;
+        }
+        println!(
+            "restore only: {:.2} µs per record into an empty index",
+            t.elapsed().as_secs_f64() * 1e6 / (rounds * records.len()) as f64
+        );
+        return;
+    }
     let engine = common::engine(set.clone());
     let with_policies = rss_bytes(None).unwrap_or(base);
 
@@ -57,17 +79,8 @@ fn main() {
     // Catch-up cost of the index at start (records read back from the notification topic into
     // an empty index) and of reading back records the index already holds (an instance sees
     // its own output on the topic): not a target, but what a restart costs.
-    let producer = common::engine(set);
-    let mut gen = EventGen::new(POLICIES, 1.0, 7);
-    let mut records: Vec<(String, Vec<u8>)> = Vec::new();
-    while records.len() < 100_000 {
-        let out = producer.process_event(&gen.bytes(), &src);
-        for r in out.records {
-            if let (Some(k), Some(v)) = (r.key, r.value) {
-                records.push((k, v));
-            }
-        }
-    }
+    let producer = common::engine(set.clone());
+    let records = records_of(&producer);
     let restore = |engine: &Engine| {
         let t = std::time::Instant::now();
         for (k, v) in &records {
@@ -97,4 +110,24 @@ fn main() {
         "<= 1024 MiB",
         total_mib <= 1024.0,
     );
+}
+
+/// 100,000 notification records as an engine produces them (every event fires a rule).
+fn records_of(producer: &Engine) -> Vec<(String, Vec<u8>)> {
+    let src = common::source();
+    let mut gen = EventGen::new(POLICIES, 1.0, 7);
+    let mut records: Vec<(String, Vec<u8>)> = Vec::new();
+    while records.len() < 100_000 {
+        let out = producer.process_event(&gen.bytes(), &src);
+        for r in out.records {
+            if let (Some(k), Some(v)) = (r.key, r.value) {
+                records.push((k, v));
+            }
+        }
+    }
+    records
+}
+
+fn records(set: &Arc<eventmatchd::policyset::PolicySet>) -> Vec<(String, Vec<u8>)> {
+    records_of(&common::engine(set.clone()))
 }
