@@ -7,21 +7,7 @@ mod helpers;
 use helpers::api::{self, Api};
 use helpers::kafka::{eventually, Daemon, TestEnv};
 use serde_json::json;
-use std::process::Command;
 use std::time::Duration;
-
-fn owner(d: &Daemon) -> bool {
-    d.metric("eventmatchd_control_owner") == Some(1.0)
-}
-
-fn signal(d: &Daemon, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &d.child.id().to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill {sig}");
-}
 
 #[test]
 fn a_write_past_its_deadline_is_504_and_not_lost() {
@@ -30,10 +16,15 @@ fn a_write_past_its_deadline_is_504_and_not_lost() {
     let d1 = api::start(&env, "d1", &timeout);
     let d2 = api::start(&env, "d2", &timeout);
     assert!(
-        eventually(Duration::from_secs(60), || owner(&d1) != owner(&d2)),
+        eventually(Duration::from_secs(60), || d1.owns_control()
+            != d2.owns_control()),
         "exactly one owner of the control partition"
     );
-    let (owning, other) = if owner(&d1) { (&d1, &d2) } else { (&d2, &d1) };
+    let (owning, other) = if d1.owns_control() {
+        (&d1, &d2)
+    } else {
+        (&d2, &d1)
+    };
     let a = Api::admin(other);
     a.expect(
         201,
@@ -43,14 +34,14 @@ fn a_write_past_its_deadline_is_504_and_not_lost() {
     );
 
     // The owner paused: nobody writes results.
-    signal(owning, "-STOP");
+    owning.signal("-STOP");
     let late = a.expect(
         504,
         "POST",
         "/api/v3/policies/event_matcher/",
         Some(&json!({"name": "late"})),
     );
-    signal(owning, "-CONT");
+    owning.signal("-CONT");
     let detail = late["detail"].as_str().unwrap_or_default();
     assert!(
         detail.contains("control topic (partition 0, offset 1)")

@@ -5,14 +5,10 @@
 mod helpers;
 
 use helpers::api::{self, Api, USER_PK};
-use helpers::kafka::{eventually, Daemon, TestEnv};
+use helpers::kafka::{eventually, TestEnv};
 use helpers::workload::login_event;
 use serde_json::{json, Value};
 use std::time::Duration;
-
-fn owner(d: &Daemon) -> bool {
-    d.metric("eventmatchd_control_owner") == Some(1.0)
-}
 
 #[test]
 fn a_write_to_the_instance_that_does_not_own_control_is_answered_and_seen_by_both() {
@@ -20,10 +16,15 @@ fn a_write_to_the_instance_that_does_not_own_control_is_answered_and_seen_by_bot
     let d1 = api::start(&env, "d1", &[]);
     let d2 = api::start(&env, "d2", &[]);
     assert!(
-        eventually(Duration::from_secs(60), || owner(&d1) != owner(&d2)),
+        eventually(Duration::from_secs(60), || d1.owns_control()
+            != d2.owns_control()),
         "exactly one owner of the control partition"
     );
-    let (owning, other) = if owner(&d1) { (&d1, &d2) } else { (&d2, &d1) };
+    let (owning, other) = if d1.owns_control() {
+        (&d1, &d2)
+    } else {
+        (&d2, &d1)
+    };
     let (a_owner, a_other) = (Api::admin(owning), Api::admin(other));
 
     let policy = a_other.expect(

@@ -18,7 +18,6 @@ use helpers::kafka::{eventually, latest_by_key, read_all, read_until, Daemon, Te
 use helpers::workload::{login_event, login_to_user};
 use serde_json::json;
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::Duration;
 
 const FAST: [(&str, &str); 2] = [
@@ -31,15 +30,6 @@ const FAST: [(&str, &str); 2] = [
         "1000",
     ),
 ];
-
-fn signal(d: &Daemon, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &d.child.id().to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill {sig}");
-}
 
 #[test]
 fn a_paused_instances_late_write_is_healed_on_the_mock_cluster() {
@@ -149,7 +139,7 @@ fn zombie_scenario(env: &TestEnv) {
         "one of them made N"
     );
     let (mut a, mut b) = if made(&d1) { (d1, d2) } else { (d2, d1) };
-    signal(&a, "-STOP");
+    a.signal("-STOP");
 
     // B takes the partition over and produces N itself; then N is marked seen.
     let first = read_until(
@@ -173,7 +163,7 @@ fn zombie_scenario(env: &TestEnv) {
     patch_seen(env, &n, "seen");
 
     // A wakes up: its late N(unseen) lands after N(seen).
-    signal(&a, "-CONT");
+    a.signal("-CONT");
     let healed = eventually(Duration::from_secs(40), || {
         let recs = read_all(&env.brokers, &env.notifications);
         let unseen_after_seen = recs.iter().any(|r| {

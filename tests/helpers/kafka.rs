@@ -282,6 +282,21 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Sends a signal (`-STOP`, `-CONT`, ...) to the daemon process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    /// Whether this instance currently emits control side effects (owns the control partition).
+    pub fn owns_control(&self) -> bool {
+        self.metric("eventmatchd_control_owner") == Some(1.0)
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
