@@ -5,7 +5,7 @@
 mod helpers;
 
 use helpers::api::{self, Api};
-use helpers::kafka::{eventually, Daemon, TestEnv};
+use helpers::kafka::{Daemon, TestEnv};
 use serde_json::json;
 use std::time::Duration;
 
@@ -13,19 +13,8 @@ use std::time::Duration;
 fn a_write_past_its_deadline_is_504_and_not_lost() {
     let env = TestEnv::new("api-deadline", 1);
     let timeout = [("EVENTMATCHD__API__WRITE_TIMEOUT_SECS", "2")];
-    let d1 = api::start(&env, "d1", &timeout);
-    let d2 = api::start(&env, "d2", &timeout);
-    assert!(
-        eventually(Duration::from_secs(60), || d1.owns_control()
-            != d2.owns_control()),
-        "exactly one owner of the control partition"
-    );
-    let (owning, other) = if d1.owns_control() {
-        (&d1, &d2)
-    } else {
-        (&d2, &d1)
-    };
-    let a = Api::admin(other);
+    let (owning, other) = api::start_pair(&env, &timeout);
+    let a = Api::admin(&other);
     a.expect(
         201,
         "POST",

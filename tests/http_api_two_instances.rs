@@ -13,19 +13,8 @@ use std::time::Duration;
 #[test]
 fn a_write_to_the_instance_that_does_not_own_control_is_answered_and_seen_by_both() {
     let env = TestEnv::new("api-two", 2);
-    let d1 = api::start(&env, "d1", &[]);
-    let d2 = api::start(&env, "d2", &[]);
-    assert!(
-        eventually(Duration::from_secs(60), || d1.owns_control()
-            != d2.owns_control()),
-        "exactly one owner of the control partition"
-    );
-    let (owning, other) = if d1.owns_control() {
-        (&d1, &d2)
-    } else {
-        (&d2, &d1)
-    };
-    let (a_owner, a_other) = (Api::admin(owning), Api::admin(other));
+    let (owning, other) = api::start_pair(&env, &[]);
+    let (a_owner, a_other) = (Api::admin(&owning), Api::admin(&other));
 
     let policy = a_other.expect(
         201,
@@ -87,7 +76,7 @@ fn a_write_to_the_instance_that_does_not_own_control_is_answered_and_seen_by_bot
         "/api/v3/events/notifications/{}/",
         n["pk"].as_str().expect("pk")
     );
-    let user = Api::new(other, Some(api::USER_KEY));
+    let user = Api::new(&other, Some(api::USER_KEY));
     let seen = user.expect(200, "PATCH", &path, Some(&json!({"seen": true})));
     assert_eq!(seen["seen"], true);
     // The serving instance waited for its own notification tail: seen at once, every time.

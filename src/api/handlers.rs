@@ -248,7 +248,7 @@ async fn write_inner(
         .map_err(|e| {
             let status = match &e {
                 WriteError::Timeout { .. } => 504,
-                WriteError::Produce(k) if is_too_large(k) => 413,
+                WriteError::Produce(k) if crate::kafka::is_too_large(k) => 413,
                 _ => 503,
             };
             if status != 504 {
@@ -257,12 +257,4 @@ async fn write_inner(
             ApiError::detail(status, e.to_string())
         })?;
     Ok(json_response(answer.status, &answer.body))
-}
-
-fn is_too_large(e: &rdkafka::error::KafkaError) -> bool {
-    use rdkafka::types::RDKafkaErrorCode as C;
-    matches!(
-        e.rdkafka_error_code(),
-        Some(C::MessageSizeTooLarge | C::InvalidMessageSize)
-    )
 }

@@ -185,21 +185,15 @@ impl ControlClient {
         }
         let version = delivered.offset.max(0) as u64 + 1;
         let index = self.engine.index();
-        let done = match applied {
-            Applied::Control => None,
-            Applied::Notification(pk) => {
-                Some(
-                    Box::new(move || index.version_of(&pk).is_none_or(|v| v >= version))
-                        as Box<dyn Fn() -> bool + Send + Sync + '_>,
-                )
-            }
-            Applied::Deleted(pk) => Some(Box::new(move || index.version_of(&pk).is_none())
-                as Box<dyn Fn() -> bool + Send + Sync + '_>),
-            Applied::Tail => None,
+        let held = |pk: &Uuid| index.version_of(pk);
+        let done = |applied: Applied| match applied {
+            Applied::Notification(pk) => held(&pk).is_none_or(|v| v >= version),
+            Applied::Deleted(pk) => held(&pk).is_none(),
+            Applied::Control | Applied::Tail => true,
         };
-        if let Some(done) = done {
+        if matches!(applied, Applied::Notification(_) | Applied::Deleted(_)) {
             let wait = async {
-                while !done() {
+                while !done(applied) {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             };

@@ -191,14 +191,22 @@ pub fn is_permanent(e: &KafkaError) -> bool {
         KafkaError::MessageProduction(c) => *c,
         _ => return false,
     };
+    is_too_large(e)
+        || matches!(
+            code,
+            RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::PolicyViolation
+        )
+}
+
+/// The record is over a size limit (librdkafka's `message.max.bytes` or the broker's): a 413
+/// to whoever sent what it was made from.
+pub fn is_too_large(e: &KafkaError) -> bool {
     matches!(
-        code,
-        RDKafkaErrorCode::MessageSizeTooLarge
-            | RDKafkaErrorCode::InvalidMessageSize
-            | RDKafkaErrorCode::MessageBatchTooLarge
-            | RDKafkaErrorCode::InvalidMessage
-            | RDKafkaErrorCode::InvalidRecord
-            | RDKafkaErrorCode::PolicyViolation
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
     )
 }
 

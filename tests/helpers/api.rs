@@ -2,7 +2,7 @@
 //! requests that answer `(status, JSON)`.
 #![allow(dead_code)]
 
-use super::kafka::{Daemon, TestEnv};
+use super::kafka::{eventually, Daemon, TestEnv};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -26,6 +26,23 @@ pub fn start(env: &TestEnv, name: &str, extra: &[(&str, &str)]) -> Daemon {
     let mut d = Daemon::start(env, name, &vars);
     d.wait_ready(Duration::from_secs(60));
     d
+}
+
+/// Two daemons with the API on, once exactly one of them owns the control partition: the
+/// owner first, then the other.
+pub fn start_pair(env: &TestEnv, extra: &[(&str, &str)]) -> (Daemon, Daemon) {
+    let d1 = start(env, "d1", extra);
+    let d2 = start(env, "d2", extra);
+    assert!(
+        eventually(Duration::from_secs(60), || d1.owns_control()
+            != d2.owns_control()),
+        "exactly one owner of the control partition"
+    );
+    if d1.owns_control() {
+        (d1, d2)
+    } else {
+        (d2, d1)
+    }
 }
 
 /// A client of one daemon with one key.
