@@ -712,7 +712,17 @@ fn dashboards_and_alerts_query_only_what_a_running_daemon_exports() {
     }
     // Make every labelled family appear: commands, a firing event, an invalid event.
     let producer = env.producer();
-    producer.send_all(&env.control, workload::commands());
+    let commands = workload::commands();
+    producer.send_all(&env.control, &commands);
+    producer.flush();
+    // Events are evaluated against the policy set of their time: sent before the commands are
+    // applied, they fire nothing and the notification family never appears (seen once in CI).
+    let version = daemon.wait_metric(
+        "eventmatchd_policy_set_version",
+        commands.len() as f64,
+        Duration::from_secs(30),
+    );
+    assert_eq!(version, commands.len() as f64, "every command applied");
     producer.send_all(&env.events, (0..40).map(workload::event));
     producer.send(&env.events, None, b"not json");
     producer.flush();
