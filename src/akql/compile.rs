@@ -25,7 +25,7 @@ pub enum Root {
 
 /// A key path below a JSON column (`context.http_request.path`). `id` hashes root and
 /// keys: two paths with different ids differ, so most comparisons of paths stop there.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct JsonPath {
     pub root: Root,
     pub keys: Vec<String>,
@@ -57,7 +57,7 @@ pub fn key_ip(ip: &IpAddr) -> u64 {
 }
 
 /// The constant side of a comparison, converted for its field.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Operand<T> {
     /// `=`, `!=` and the orderings.
     One(T),
@@ -68,7 +68,9 @@ pub enum Operand<T> {
     Pattern(String),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// `Eq` and `Hash` let a matcher evaluate a comparison that several queries share once per
+/// event ([`super::program`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Test {
     /// `action`, its value mapped from a choice's label.
     Action(Op, Operand<String>),
@@ -357,7 +359,7 @@ impl Node {
     /// A comparison `=` / `in` on such a field gives its values; an `and` needs one side's keys
     /// (the side with fewer values), an `or` both sides'. `None`: no such requirement.
     /// Every JSON path the query reads.
-    pub fn json_paths<'a>(&'a self, out: &mut Vec<&'a JsonPath>) {
+    pub fn json_paths<'a>(&'a self, out: &mut Vec<&'a Arc<JsonPath>>) {
         match self {
             Node::And(a, b) | Node::Or(a, b) => {
                 a.json_paths(out);

@@ -10,32 +10,70 @@ use super::pg;
 use super::tree::{Json, PathTrie};
 use crate::events::Event;
 use chrono::{DateTime, Utc};
+use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::cmp::Ordering;
 use std::net::IpAddr;
+use std::sync::Arc;
 
-/// The JSON paths a set of queries reads, per column (`Root` order): what [`Columns`] builds
-/// of each column when given them.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct ColumnPaths([PathTrie; 3]);
+/// Where a path's value is: its column and its index in that column's slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    root: Root,
+    index: u32,
+}
+
+/// The JSON paths a set of queries reads, per column (`Root` order), each with its [`Slot`]:
+/// what [`Columns::guided`] builds of each column.
+#[derive(Debug, Default, Clone)]
+pub struct ColumnPaths {
+    tries: [PathTrie; 3],
+    /// Per column: how many slots.
+    counts: [u32; 3],
+    /// Every path by its id (a hash), for lookups of a path by value; paths of equal id are
+    /// told apart by their keys.
+    by_id: FxHashMap<u64, Vec<(Arc<JsonPath>, Slot)>>,
+}
 
 impl ColumnPaths {
     pub fn add(&mut self, node: &Node) {
         let mut paths = Vec::new();
         node.json_paths(&mut paths);
         for p in paths {
-            self.0[p.root as usize].insert(&p.keys);
+            self.slot_of(p);
         }
+    }
+
+    /// The slot of a path, added when new.
+    pub fn slot_of(&mut self, p: &Arc<JsonPath>) -> Slot {
+        if let Some(s) = self.find(p) {
+            return s;
+        }
+        let r = p.root as usize;
+        let index = self.tries[r].insert(&p.keys, &mut self.counts[r]);
+        let s = Slot {
+            root: p.root,
+            index,
+        };
+        self.by_id.entry(p.id).or_default().push((p.clone(), s));
+        s
+    }
+
+    fn find(&self, p: &JsonPath) -> Option<Slot> {
+        let same = self.by_id.get(&p.id)?;
+        same.iter().find(|(q, _)| **q == *p).map(|(_, s)| *s)
     }
 }
 
-/// The parsed JSON columns of one event (parsed on first use).
+/// The JSON columns of one event: whole trees ([`Columns::new`]) or the slots of a set of
+/// paths ([`Columns::guided`]), each column built on first use.
 pub struct Columns<'e> {
     event: &'e Event,
-    /// Only these paths are built ([`super::scan::guided`]); `None`: every column whole.
+    /// Only these paths are built ([`super::scan::slots`]); `None`: every column whole.
     paths: Option<&'e ColumnPaths>,
     json: [OnceCell<Json<'e>>; 3],
+    slots: [OnceCell<Vec<Option<Json<'e>>>>; 3],
     client_ip: OnceCell<Option<IpAddr>>,
 }
 
@@ -45,6 +83,7 @@ impl<'e> Columns<'e> {
             event,
             paths: None,
             json: Default::default(),
+            slots: Default::default(),
             client_ip: OnceCell::new(),
         }
     }
@@ -58,19 +97,32 @@ impl<'e> Columns<'e> {
         }
     }
 
+    fn raw(&self, r: Root) -> Option<&'e str> {
+        match r {
+            Root::User => Some(self.event.user.get()),
+            Root::Context => Some(self.event.context.get()),
+            Root::Brand => self.event.brand.as_deref().map(|b| b.get()),
+        }
+    }
+
     fn root(&self, r: Root) -> &Json<'e> {
-        self.json[r as usize].get_or_init(|| {
-            let raw = match r {
-                Root::User => Some(self.event.user.get()),
-                Root::Context => Some(self.event.context.get()),
-                Root::Brand => self.event.brand.as_deref().map(|b| b.get()),
-            };
-            match self.paths {
-                Some(p) => raw.and_then(|t| super::scan::guided(t, &p.0[r as usize])),
-                None => raw.and_then(Json::parse),
-            }
-            .unwrap_or(Json::Null)
-        })
+        self.json[r as usize]
+            .get_or_init(|| self.raw(r).and_then(Json::parse).unwrap_or(Json::Null))
+    }
+
+    /// The value in a slot of the guided columns (`None`: missing).
+    fn slot(&self, paths: &ColumnPaths, s: Slot) -> Option<&Json<'e>> {
+        let r = s.root as usize;
+        self.slots[r]
+            .get_or_init(|| {
+                let mut out = vec![None; paths.counts[r] as usize];
+                if let Some(text) = self.raw(s.root) {
+                    super::scan::slots(text, &paths.tries[r], &mut out);
+                }
+                out
+            })
+            .get(s.index as usize)?
+            .as_ref()
     }
 
     /// The event's address as `inet` would hold it; `None` when null or not an address
@@ -109,14 +161,22 @@ impl<'c, 'e> EventView<'c, 'e> {
         }
     }
 
-    /// The value at a path: missing when a step is absent or not an object. Not cached: a
-    /// step is a comparison of the few keys an object has, cheaper than a cache lookup.
+    /// The value at a path: missing when a step is absent or not an object.
     fn resolve(&self, path: &JsonPath) -> Option<&'c Json<'e>> {
+        if let Some(paths) = self.cols.paths {
+            return self.cols.slot(paths, paths.find(path)?);
+        }
         let mut v = self.cols.root(path.root);
         for k in &path.keys {
             v = v.get(k)?;
         }
         Some(v)
+    }
+
+    /// The value in a slot of the guided columns this view was made with (`None`: missing, or
+    /// the columns are not guided).
+    pub fn slot(&self, s: Slot) -> Option<&'c Json<'e>> {
+        self.cols.slot(self.cols.paths?, s)
     }
 }
 
@@ -261,10 +321,23 @@ impl Test {
     }
 }
 
-fn json(op: Op, operand: &Operand<String>, v: &Json<'_>) -> bool {
+pub(super) fn json(op: Op, operand: &Operand<String>, v: &Json<'_>) -> bool {
     let is = |s: &String| matches!(v, Json::String(x) if x == s);
     match operand {
         // JSON null has no text: the operator and its negation both fail.
+        // A number's text without a detour through `serde_json::Value` and an allocation.
+        Operand::Pattern(p) if matches!(v, Json::Number(n) if !n.is_f64()) => {
+            let mut buf = itoa::Buffer::new();
+            let text = match v {
+                Json::Number(n) => match (n.as_u64(), n.as_i64()) {
+                    (Some(u), _) => buf.format(u),
+                    (None, Some(i)) => buf.format(i),
+                    (None, None) => return false,
+                },
+                _ => return false,
+            };
+            text_match(op, text, p) != op.is_negative()
+        }
         Operand::Pattern(p) => match json_text(v) {
             Some(t) => text_match(op, &t, p) != op.is_negative(),
             None => false,

@@ -20,11 +20,13 @@ pub mod eval;
 pub mod lexer;
 pub mod parser;
 pub mod pg;
+pub mod program;
 pub mod scan;
 pub mod tree;
 
 pub use compile::{Choices, KeyField};
 pub use eval::{ColumnPaths, Columns, EventView};
+pub use program::{Bound, Memo, Program};
 
 use std::fmt;
 

@@ -10,14 +10,12 @@
 //! (Reading only the objects on a path's way, members kept as raw text, was tried: the scan
 //! of the text is most of the cost either way, and it measured ~6% slower.)
 //!
-//! A policy set reads a known set of paths: [`PathTrie`] holds them, and [`super::scan::guided`]
-//! builds only what lies on them. Values off every path are skipped as serde's `IgnoredAny`
-//! (scanned, never built); a value where a path ends is built whole, since an operator may read
-//! all of it. Every lookup along those paths answers as on the whole tree.
+//! A policy set reads a known set of paths: [`PathTrie`] holds them, and [`super::scan::slots`]
+//! builds only the values where they end (whole, since an operator may read all of it), each
+//! into its path's slot; everything else is jumped over. Every path answers as a lookup on the
+//! whole tree would.
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-#[cfg(test)]
-use serde::de::{DeserializeSeed, IgnoredAny};
 use serde_json::{Number, Value};
 use std::borrow::Cow;
 use std::fmt;
@@ -69,20 +67,25 @@ impl<'a> Json<'a> {
     }
 }
 
-/// The key paths a policy set reads below one JSON column.
+/// The key paths a policy set reads below one JSON column. Each path has a slot: the index
+/// of its value in the column's slot list ([`super::scan::slots`]).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct PathTrie {
     /// Keys read below this point (an authentik object has few: a list beats a map).
     children: Vec<(String, PathTrie)>,
-    /// A path ends here: the value is built whole.
-    capture: bool,
+    /// A path ends here: the value is built whole, into this slot.
+    capture: Option<u32>,
 }
 
 impl PathTrie {
-    pub fn insert(&mut self, keys: &[String]) {
+    /// Adds a path; its slot (a new one numbered `*next`, which then moves on, unless the path
+    /// was there already).
+    pub fn insert(&mut self, keys: &[String], next: &mut u32) -> u32 {
         let Some((first, rest)) = keys.split_first() else {
-            self.capture = true;
-            return;
+            return *self.capture.get_or_insert_with(|| {
+                *next += 1;
+                *next - 1
+            });
         };
         let i = match self.children.iter().position(|(k, _)| k == first) {
             Some(i) => i,
@@ -91,104 +94,30 @@ impl PathTrie {
                 self.children.len() - 1
             }
         };
-        self.children[i].1.insert(rest);
+        self.children[i].1.insert(rest, next)
     }
 
     /// Nothing is read below this point.
     pub fn is_empty(&self) -> bool {
-        !self.capture && self.children.is_empty()
+        self.capture.is_none() && self.children.is_empty()
     }
 
     /// A path ends here.
     pub fn capture(&self) -> bool {
+        self.capture.is_some()
+    }
+
+    /// The slot of the path ending here.
+    pub fn slot(&self) -> Option<u32> {
         self.capture
     }
 
     pub fn child(&self, key: &str) -> Option<&PathTrie> {
         self.children.iter().find(|(k, _)| k == key).map(|(_, t)| t)
     }
-}
 
-#[cfg(test)]
-impl<'a> Json<'a> {
-    /// The parts of `text` on the paths of `trie`, by serde (validating everything it skips):
-    /// the reference [`super::scan::guided`] is tested against.
-    pub fn parse_guided(text: &'a str, trie: &PathTrie) -> Option<Self> {
-        if trie.is_empty() {
-            return Some(Json::Null);
-        }
-        let mut d = serde_json::Deserializer::from_str(text);
-        let v = Guided(trie).deserialize(&mut d).ok()?;
-        d.end().ok()?;
-        Some(v)
-    }
-}
-
-#[cfg(test)]
-struct Guided<'t>(&'t PathTrie);
-
-#[cfg(test)]
-impl<'de> DeserializeSeed<'de> for Guided<'_> {
-    type Value = Json<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        if self.0.capture {
-            Json::deserialize(d)
-        } else {
-            d.deserialize_any(GuidedVisitor(self.0))
-        }
-    }
-}
-
-#[cfg(test)]
-struct GuidedVisitor<'t>(&'t PathTrie);
-
-#[cfg(test)]
-impl<'de> Visitor<'de> for GuidedVisitor<'_> {
-    type Value = Json<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    // Not an object where a path goes on: every lookup below it is missing, as `get` on any
-    // non-object is; `Null` stands for it.
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Json::Null)
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Json::Null)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Json::Null)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Json::Null)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Json::Null)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Json::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Json::Null)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut pairs = Vec::new();
-        while let Some(Str(k)) = map.next_key::<Str<'de>>()? {
-            match self.0.child(&k) {
-                // Kept in order, repeats included: `get` takes the last, as on the whole tree.
-                Some(t) => {
-                    let v = map.next_value_seed(Guided(t))?;
-                    pairs.push((k, v));
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(Json::Object(pairs))
+    pub fn children(&self) -> impl Iterator<Item = (&str, &PathTrie)> {
+        self.children.iter().map(|(k, t)| (k.as_str(), t))
     }
 }
 
@@ -288,51 +217,6 @@ mod tests {
             let v: Value = serde_json::from_str(t).expect("json");
             assert_eq!(Json::parse(t).expect("parses").to_value(), v, "{t}");
         }
-    }
-
-    /// Every lookup along the trie's paths answers as on the whole tree.
-    #[test]
-    fn guided_parse_answers_lookups_on_its_paths_as_the_whole_tree() {
-        let texts = [
-            r#"{"a": {"b": 1, "c": [1, {"d": 2}]}, "x": "skip", "a": {"b": "last"}}"#,
-            r#"{"a": 5, "e": {"f": {"g": null}}, "h": [{"a": 1}]}"#,
-            r#"{"a": {"b": {"deep": [true]}}, "e": "not an object"}"#,
-            r#"[{"a": 1}]"#,
-            r#""text""#,
-        ];
-        let paths: Vec<Vec<&str>> = vec![
-            vec!["a", "b"],
-            vec!["a", "c"],
-            vec!["a", "b", "deep"],
-            vec!["e", "f", "g"],
-            vec!["h"],
-            vec!["missing", "x"],
-        ];
-        let mut trie = PathTrie::default();
-        for p in &paths {
-            trie.insert(&p.iter().map(|k| k.to_string()).collect::<Vec<_>>());
-        }
-        let lookup = |j: &Json<'_>, p: &[&str]| {
-            let mut v = Some(j.clone());
-            for k in p {
-                v = v.and_then(|x| x.get(k).cloned());
-            }
-            v.map(|x| x.to_value())
-        };
-        for t in texts {
-            let whole = Json::parse(t).expect("parses");
-            let guided = Json::parse_guided(t, &trie).expect("parses guided");
-            for p in &paths {
-                // Every prefix too: a path's way answers as the whole tree's where it continues.
-                assert_eq!(lookup(&guided, p), lookup(&whole, p), "{t} at {p:?}");
-            }
-        }
-        assert_eq!(Json::parse_guided("{not json", &trie), None);
-        assert_eq!(
-            Json::parse_guided(r#"{"a": 1}"#, &PathTrie::default()),
-            Some(Json::Null),
-            "no path: not parsed at all"
-        );
     }
 
     #[test]

@@ -26,7 +26,7 @@
 //! policy like an `action` criterion (see [`crate::akql`]). [`evaluate_linear`] is the straightforward reference
 //! used by property tests and benchmarks.
 
-use crate::akql::{ColumnPaths, Columns, EventView, KeyField};
+use crate::akql::{Bound, ColumnPaths, Columns, EventView, KeyField, Memo, Program};
 use crate::events::Event;
 use crate::policy::EventMatcherPolicy;
 use crate::rules::{NotificationRule, PolicyBinding};
@@ -181,6 +181,10 @@ pub struct Matcher {
     /// The JSON paths the queries of `policies` and `logged` read: each event's columns are
     /// built only along them.
     paths: ColumnPaths,
+    /// The queries of `policies`, their shared comparisons evaluated once per event.
+    program: Program,
+    /// Per policy number: its query, bound into `program` (`None`: no query).
+    bound: Vec<Option<Bound>>,
 }
 
 fn hash_str(s: &str) -> u64 {
@@ -322,14 +326,32 @@ impl Matcher {
                 g.by_key.entry(key).or_default().push(no as u32, p);
             }
         }
-        for p in m.policies.iter().chain(m.logged.iter().map(|l| &l.policy)) {
-            if let Some(node) = p.query.as_ref().and_then(|q| q.tree()) {
+        // Indexed policies' queries are bound into the program (which adds their paths);
+        // logged ones are evaluated as trees, on the same columns.
+        let mut bound = Vec::with_capacity(m.policies.len());
+        for p in &m.policies {
+            let node = p.query.as_ref().and_then(|q| q.tree());
+            bound.push(node.map(|n| m.program.bind(n, &mut m.paths)));
+        }
+        m.bound = bound;
+        for l in &m.logged {
+            if let Some(node) = l.policy.query.as_ref().and_then(|q| q.tree()) {
                 m.paths.add(node);
             }
         }
         m.groups = groups.into_values().collect();
         m.filters = values.map(|v| FieldFilter::new(&v));
         m
+    }
+
+    /// Whether indexed policy `no` matches ([`EventMatcherPolicy::matches_in`], its query
+    /// through the program).
+    fn matches(&self, no: usize, view: &EventView<'_, '_>, memo: &mut Memo) -> bool {
+        let policy = &self.policies[no];
+        match &self.bound[no] {
+            Some(b) => self.program.eval(b, view, memo) && policy.criteria_match(view.event()),
+            None => policy.matches_in(view),
+        }
     }
 
     /// Number of rules that can fire (enabled, with an enabled binding).
@@ -353,6 +375,7 @@ impl Matcher {
         // Shared by every policy's query for this event: JSON parsed and paths resolved once.
         let cols = Columns::guided(event, &self.paths);
         let view = EventView::new(&cols);
+        let mut memo = Memo::new(&self.program);
         // Bit i set: some policy may name the event's value of criterion i.
         let mut known: u8 = 0;
         for (bit, (field, filter)) in fields.iter().zip(&self.filters).enumerate() {
@@ -368,7 +391,7 @@ impl Matcher {
         if event.model_malformed {
             for (no, policy) in self.policies.iter().enumerate() {
                 let raises = policy.raises(event);
-                if !raises && !policy.matches_in(&view) {
+                if !raises && !self.matches(no, &view, &mut memo) {
                     continue;
                 }
                 for &(rule, negate) in &self.edges[no] {
@@ -392,7 +415,7 @@ impl Matcher {
             };
             candidates.candidates(&view, &mut scratch);
             for &no in &scratch {
-                if !self.policies[no as usize].matches_in(&view) {
+                if !self.matches(no as usize, &view, &mut memo) {
                     continue;
                 }
                 for &(rule, negate) in &self.edges[no as usize] {

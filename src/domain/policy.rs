@@ -52,12 +52,16 @@ impl EventMatcherPolicy {
     /// [`matches`](Self::matches) on a view shared by the policies evaluated for one event
     /// (JSON parsed and paths resolved once). `query` is checked first, as authentik does.
     pub fn matches_in(&self, view: &EventView<'_, '_>) -> bool {
-        let event = view.event();
         if let Some(q) = &self.query {
             if q.matches(view) != Some(true) {
                 return false;
             }
         }
+        self.criteria_match(view.event())
+    }
+
+    /// The criteria other than `query`: every one set holds.
+    pub fn criteria_match(&self, event: &Event) -> bool {
         if let Some(action) = &self.action {
             if *action != event.action {
                 return false;
