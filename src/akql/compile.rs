@@ -358,18 +358,6 @@ impl Node {
     /// ([`key_str`] / [`key_ip`]) instead of evaluating it for every event of its action.
     /// A comparison `=` / `in` on such a field gives its values; an `and` needs one side's keys
     /// (the side with fewer values), an `or` both sides'. `None`: no such requirement.
-    /// Every JSON path the query reads.
-    pub fn json_paths<'a>(&'a self, out: &mut Vec<&'a Arc<JsonPath>>) {
-        match self {
-            Node::And(a, b) | Node::Or(a, b) => {
-                a.json_paths(out);
-                b.json_paths(out);
-            }
-            Node::Test(Test::Json(_, path, _)) => out.push(path),
-            Node::Test(_) => {}
-        }
-    }
-
     pub fn lookup_keys(&self) -> Option<Vec<(KeyField, Vec<u64>)>> {
         let size = |k: &Vec<(KeyField, Vec<u64>)>| k.iter().map(|(_, v)| v.len()).sum::<usize>();
         match self {

@@ -37,14 +37,6 @@ pub struct ColumnPaths {
 }
 
 impl ColumnPaths {
-    pub fn add(&mut self, node: &Node) {
-        let mut paths = Vec::new();
-        node.json_paths(&mut paths);
-        for p in paths {
-            self.slot_of(p);
-        }
-    }
-
     /// The slot of a path, added when new.
     pub fn slot_of(&mut self, p: &Arc<JsonPath>) -> Slot {
         if let Some(s) = self.find(p) {
@@ -242,6 +234,7 @@ fn text_match(op: Op, text: &str, pattern: &str) -> bool {
 
 /// A column comparison. `value` is `None` for SQL NULL: the positive operators and the
 /// orderings fail, the negative ones pass (Django's `exclude` adds `OR col IS NULL`).
+#[inline]
 fn column<'a, V, T>(
     op: Op,
     operand: &Operand<T>,
@@ -310,50 +303,41 @@ impl Test {
                     |a, b| a.cmp(b),
                 )
             }
-            Test::Json(op, path, x) => {
-                // A missing key is SQL NULL under every operator, negations included.
-                let Some(v) = view.resolve(path) else {
-                    return false;
-                };
-                json(*op, x, v)
-            }
+            Test::Json(op, path, x) => json(*op, x, view.resolve(path)),
         }
     }
 }
 
-pub(super) fn json(op: Op, operand: &Operand<String>, v: &Json<'_>) -> bool {
+/// A JSON path's comparison; `v` is `None` when the path is missing, which is SQL NULL under
+/// every operator, negations included.
+pub(super) fn json(op: Op, operand: &Operand<String>, v: Option<&Json<'_>>) -> bool {
+    let Some(v) = v else { return false };
     let is = |s: &String| matches!(v, Json::String(x) if x == s);
     match operand {
-        // JSON null has no text: the operator and its negation both fail.
-        // A number's text without a detour through `serde_json::Value` and an allocation.
-        Operand::Pattern(p) if matches!(v, Json::Number(n) if !n.is_f64()) => {
+        Operand::Pattern(p) => {
             let mut buf = itoa::Buffer::new();
-            let text = match v {
-                Json::Number(n) => match (n.as_u64(), n.as_i64()) {
-                    (Some(u), _) => buf.format(u),
-                    (None, Some(i)) => buf.format(i),
-                    (None, None) => return false,
-                },
-                _ => return false,
-            };
-            text_match(op, text, p) != op.is_negative()
+            match json_text(v, &mut buf) {
+                Some(t) => text_match(op, &t, p) != op.is_negative(),
+                // JSON null has no text: the operator and its negation both fail.
+                None => false,
+            }
         }
-        Operand::Pattern(p) => match json_text(v) {
-            Some(t) => text_match(op, &t, p) != op.is_negative(),
-            None => false,
-        },
         Operand::One(s) if op.is_ordering() => ordered(op, jsonb_cmp_str(v, s)),
         Operand::One(s) => is(s) != op.is_negative(),
         Operand::Many(xs) => xs.iter().any(is) != op.is_negative(),
     }
 }
 
-/// [`pg::json_text`] without converting strings and booleans.
-fn json_text<'v>(v: &'v Json<'_>) -> Option<Cow<'v, str>> {
+/// [`pg::json_text`] without converting strings and booleans, and with an integer (an
+/// object's `pk`) formatted in `buf` on the stack (`jsonb` prints it as its digits): no
+/// `serde_json::Value`, no allocation.
+fn json_text<'v>(v: &'v Json<'_>, buf: &'v mut itoa::Buffer) -> Option<Cow<'v, str>> {
     match v {
         Json::Null => None,
         Json::String(s) => Some(Cow::Borrowed(s)),
         Json::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        Json::Number(n) if n.is_u64() => n.as_u64().map(|u| Cow::Borrowed(buf.format(u))),
+        Json::Number(n) if n.is_i64() => n.as_i64().map(|i| Cow::Borrowed(buf.format(i))),
         other => pg::json_text(&other.to_value()).map(|t| Cow::Owned(t.into_owned())),
     }
 }

@@ -86,8 +86,7 @@ impl Program {
 
     fn test(&self, n: usize, view: &EventView<'_, '_>) -> bool {
         match (&self.tests[n], self.slots[n]) {
-            // A missing key is SQL NULL under every operator, negations included.
-            (Test::Json(op, _, x), Some(s)) => view.slot(s).is_some_and(|v| json(*op, x, v)),
+            (Test::Json(op, _, x), Some(s)) => json(*op, x, view.slot(s)),
             (t, _) => t.eval(view),
         }
     }

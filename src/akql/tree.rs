@@ -102,11 +102,6 @@ impl PathTrie {
         self.capture.is_none() && self.children.is_empty()
     }
 
-    /// A path ends here.
-    pub fn capture(&self) -> bool {
-        self.capture.is_some()
-    }
-
     /// The slot of the path ending here.
     pub fn slot(&self) -> Option<u32> {
         self.capture

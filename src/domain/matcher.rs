@@ -154,6 +154,8 @@ impl Bucket {
 struct LoggedBinding {
     binding: Arc<PolicyBinding>,
     policy: Arc<EventMatcherPolicy>,
+    /// The policy's number in [`Matcher::policies`].
+    no: u32,
 }
 
 #[derive(Debug, Default)]
@@ -178,8 +180,8 @@ pub struct Matcher {
     logged: Vec<LoggedBinding>,
     /// Policies bound to any rule (enabled or not): the loop guard.
     guard: FxHashSet<Uuid>,
-    /// The JSON paths the queries of `policies` and `logged` read: each event's columns are
-    /// built only along them.
+    /// The JSON paths the queries of `policies` read, with their slots: each event's columns
+    /// are built only along them.
     paths: ColumnPaths,
     /// The queries of `policies`, their shared comparisons evaluated once per event.
     program: Program,
@@ -288,6 +290,7 @@ impl Matcher {
                     m.logged.push(LoggedBinding {
                         binding: b.clone(),
                         policy: policy.clone(),
+                        no,
                     });
                 }
             }
@@ -326,19 +329,14 @@ impl Matcher {
                 g.by_key.entry(key).or_default().push(no as u32, p);
             }
         }
-        // Indexed policies' queries are bound into the program (which adds their paths);
-        // logged ones are evaluated as trees, on the same columns.
+        // Every query bound into the program, which gives its paths their slots (logged
+        // policies are among `policies`).
         let mut bound = Vec::with_capacity(m.policies.len());
         for p in &m.policies {
             let node = p.query.as_ref().and_then(|q| q.tree());
             bound.push(node.map(|n| m.program.bind(n, &mut m.paths)));
         }
         m.bound = bound;
-        for l in &m.logged {
-            if let Some(node) = l.policy.query.as_ref().and_then(|q| q.tree()) {
-                m.paths.add(node);
-            }
-        }
         m.groups = groups.into_values().collect();
         m.filters = values.map(|v| FieldFilter::new(&v));
         m
@@ -443,7 +441,7 @@ impl Matcher {
             .map(|lb| Execution {
                 binding: lb.binding.clone(),
                 policy: lb.policy.clone(),
-                passing: lb.policy.matches_in(&view) != lb.binding.negate,
+                passing: self.matches(lb.no as usize, &view, &mut memo) != lb.binding.negate,
             })
             .collect();
         Evaluation {
