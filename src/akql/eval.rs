@@ -52,6 +52,15 @@ impl ColumnPaths {
         s
     }
 
+    /// Where a lookup field's value is read from, for [`EventView::key`]: the slot of a JSON
+    /// field's path (added when new).
+    pub fn key_slot(&mut self, field: &KeyField) -> Option<Slot> {
+        match field {
+            KeyField::Json(path) => Some(self.slot_of(path)),
+            KeyField::App | KeyField::ClientIp => None,
+        }
+    }
+
     fn find(&self, p: &JsonPath) -> Option<Slot> {
         let same = self.by_id.get(&p.id)?;
         same.iter().find(|(q, _)| **q == *p).map(|(_, s)| *s)
@@ -141,15 +150,21 @@ impl<'c, 'e> EventView<'c, 'e> {
     }
 
     /// The event's value of a lookup field, hashed as the query's constants are; `None`
-    /// when it has none a query's `=` could equal (missing, null, not a string).
-    pub fn key(&self, field: &KeyField) -> Option<u64> {
-        match field {
-            KeyField::App => Some(key_str(&self.cols.event.app)),
-            KeyField::ClientIp => self.cols.ip().map(|ip| key_ip(&ip)),
-            KeyField::Json(path) => match self.resolve(path)? {
-                Json::String(s) => Some(key_str(s)),
-                _ => None,
+    /// when it has none a query's `=` could equal (missing, null, not a string). `slot` is
+    /// the field's [`ColumnPaths::key_slot`] in the paths these columns are guided by (`None`:
+    /// the path is looked up).
+    pub fn key(&self, field: &KeyField, slot: Option<Slot>) -> Option<u64> {
+        let value = match field {
+            KeyField::App => return Some(key_str(&self.cols.event.app)),
+            KeyField::ClientIp => return self.cols.ip().map(|ip| key_ip(&ip)),
+            KeyField::Json(path) => match slot {
+                Some(s) => self.slot(s)?,
+                None => self.resolve(path)?,
             },
+        };
+        match value {
+            Json::String(s) => Some(key_str(s)),
+            _ => None,
         }
     }
 
@@ -210,14 +225,7 @@ fn text_match(op: Op, text: &str, pattern: &str) -> bool {
         };
         return match op {
             _ if p.len() > t.len() => false,
-            Op::Contains | Op::NotContains => match p.first() {
-                // Only where the first byte matches (either case) is the rest compared.
-                Some(&b) => {
-                    memchr::memchr2_iter(b, b.to_ascii_lowercase(), &t[..=t.len() - p.len()])
-                        .any(at)
-                }
-                None => true,
-            },
+            Op::Contains | Op::NotContains => p.is_empty() || contains_ascii(t, p),
             Op::StartsWith | Op::NotStartsWith => at(0),
             Op::EndsWith | Op::NotEndsWith => at(t.len() - p.len()),
             _ => false,
@@ -229,6 +237,78 @@ fn text_match(op: Op, text: &str, pattern: &str) -> bool {
         Op::StartsWith | Op::NotStartsWith => t.starts_with(pattern),
         Op::EndsWith | Op::NotEndsWith => t.ends_with(pattern),
         _ => false,
+    }
+}
+
+/// Whether `p` (upper-cased ASCII, not empty, not longer than `t`) occurs in ASCII `t`
+/// upper-cased. The pattern is compared only where its rarest byte ([`rarity`]) matches,
+/// found eight bytes at a time (SWAR): the texts are short paths and labels, where a
+/// `memchr` call per hit of a common first byte (`/` in a path) cost more than the search
+/// (BENCHMARKS.md §1b).
+fn contains_ascii(t: &[u8], p: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let Some((k, &c)) = p.iter().enumerate().min_by_key(|&(_, &b)| rarity(b)) else {
+        return true;
+    };
+    let at = |i: usize| {
+        t.get(i..i + p.len())
+            .is_some_and(|w| w.iter().zip(p).all(|(a, b)| a.to_ascii_uppercase() == *b))
+    };
+    // Byte j of `hay` is the anchor of a match starting at j.
+    let Some(hay) = t.get(k..t.len() + k + 1 - p.len()) else {
+        return false;
+    };
+    // A letter is found in either case: OR-ing 0x20 lower-cases letters (other bytes that
+    // it maps onto the letter are only candidates, checked by `at`).
+    let (fold, want) = if c.is_ascii_alphabetic() {
+        (u64::from_ne_bytes([0x20; 8]), c.to_ascii_lowercase())
+    } else {
+        (0, c)
+    };
+    let pattern = ONES * u64::from(want);
+    // The candidates in the 8 bytes at `from`, those below `skip` left out: the high bit of
+    // every byte that matches (and some false ones above a match, which `at` rejects); no
+    // match is missed.
+    let word = |from: usize, skip: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&hay[from..from + 8]);
+        let v = (u64::from_le_bytes(w) | fold) ^ pattern;
+        (v.wrapping_sub(ONES) & !v & HIGHS) & (u64::MAX << (8 * skip))
+    };
+    let found = |from: usize, mut hits: u64| {
+        while hits != 0 {
+            if at(from + (hits.trailing_zeros() / 8) as usize) {
+                return true;
+            }
+            hits &= hits - 1;
+        }
+        false
+    };
+    if hay.len() < 8 {
+        return (0..hay.len()).any(|j| hay[j] | (fold as u8) == want && at(j));
+    }
+    let mut i = 0;
+    while i + 8 <= hay.len() {
+        if found(i, word(i, 0)) {
+            return true;
+        }
+        i += 8;
+    }
+    // The last bytes: the last 8, less those already searched.
+    let last = hay.len() - 8;
+    i < hay.len() && found(last, word(last, i - last))
+}
+
+/// How common a byte is in the texts queries search (URL paths, dotted labels, names,
+/// e-mail addresses): the pattern byte least common is searched for first.
+fn rarity(b: u8) -> u8 {
+    match b {
+        b'/' | b'.' | b'-' | b'_' | b' ' | b':' | b'=' | b'@' => 4,
+        b'E' | b'T' | b'A' | b'O' | b'I' | b'N' | b'S' | b'R' | b'H' | b'L' => 3,
+        b'0'..=b'9' => 2,
+        b'A'..=b'Z' => 1,
+        _ => 0,
     }
 }
 
@@ -360,6 +440,25 @@ fn jsonb_cmp_str(v: &Json<'_>, s: &str) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The anchored word-at-a-time search agrees with upper-casing and searching, on
+        /// texts of a small alphabet (many partial matches, both cases, bytes one bit away
+        /// from a letter such as `@` and `` ` ``) at every length around the 8-byte words.
+        #[test]
+        fn contains_agrees_with_upper_case_search(
+            t in "[aAbB/@`x1. ]{0,40}",
+            p in "[aAbB/@`x1. ]{1,6}",
+        ) {
+            let p = p.to_ascii_uppercase();
+            prop_assert_eq!(
+                text_match(Op::Contains, &t, &p),
+                pg::upper(&t).contains(p.as_str()),
+                "{:?} in {:?}", p, t
+            );
+        }
+    }
 
     /// The ASCII fast path agrees with upper-casing both sides and searching.
     #[test]

@@ -25,7 +25,7 @@ pub mod scan;
 pub mod tree;
 
 pub use compile::{Choices, KeyField};
-pub use eval::{ColumnPaths, Columns, EventView};
+pub use eval::{ColumnPaths, Columns, EventView, Slot};
 pub use program::{Bound, Memo, Program};
 
 use std::fmt;

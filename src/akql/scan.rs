@@ -55,8 +55,8 @@ impl<'a> Scanner<'a> {
         self.ws();
         if let Some(slot) = trie.slot() {
             let start = self.i;
-            self.skip_value()?;
-            let v = whole(self.text.get(start..self.i)?)?;
+            let escaped = self.skip_value()?;
+            let v = whole(self.text.get(start..self.i)?, escaped)?;
             // A path that goes on below one that ends here (`context.geo` and
             // `context.geo.country`): looked up in the value just built.
             fill_below(&v, trie, out);
@@ -67,7 +67,7 @@ impl<'a> Scanner<'a> {
             return self.object(trie, out);
         }
         // Not an object: every path below is missing.
-        self.skip_value()
+        self.skip_value().map(|_| ())
     }
 
     fn object(&mut self, trie: &PathTrie, out: &mut [Option<Json<'a>>]) -> Option<()> {
@@ -77,18 +77,25 @@ impl<'a> Scanner<'a> {
             self.i += 1;
             return Some(());
         }
+        // The children met so far in this object (the first 64; any further one is cleared
+        // whenever it is met).
+        let mut met = 0u64;
         loop {
             self.ws();
-            let key = self.string()?;
+            let child = self.key(trie)?;
             self.ws();
             if self.peek()? != b':' {
                 return None;
             }
             self.i += 1;
-            match trie.child(&key) {
-                Some(t) => {
-                    // A repeated key replaces what an earlier occurrence filled in.
-                    clear(t, out);
+            match child {
+                Some((at, t)) => {
+                    let bit = 1u64.checked_shl(at as u32).unwrap_or(0);
+                    if met & bit != 0 || bit == 0 {
+                        // A repeated key replaces what its earlier occurrence filled in.
+                        clear(t, out);
+                    }
+                    met |= bit;
                     self.value(t, out)?;
                 }
                 None => {
@@ -108,16 +115,17 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A string at the cursor: borrowed when it has no escapes, else unescaped by serde_json.
-    fn string(&mut self) -> Option<Cow<'a, str>> {
+    /// The key at the cursor, as `trie`'s child (with its position) or `None` when `trie`
+    /// has no such child. A key without escapes is compared as the bytes between its quotes;
+    /// one with escapes is unescaped by serde_json first.
+    #[allow(clippy::type_complexity)]
+    fn key<'t>(&mut self, trie: &'t PathTrie) -> Option<Option<(usize, &'t PathTrie)>> {
         let start = self.i;
-        let escaped = self.skip_string()?;
-        let raw = self.text.get(start..self.i)?;
-        if escaped {
-            serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
-        } else {
-            raw.get(1..raw.len() - 1).map(Cow::Borrowed)
+        if self.skip_string()? {
+            let key: String = serde_json::from_str(self.text.get(start..self.i)?).ok()?;
+            return Some(trie.child_at(key.as_bytes()));
         }
+        Some(trie.child_at(self.b.get(start + 1..self.i - 1)?))
     }
 
     /// Moves past the string at the cursor; whether it had an escape.
@@ -128,8 +136,7 @@ impl<'a> Scanner<'a> {
         self.i += 1;
         let mut escaped = false;
         loop {
-            let j = memchr::memchr2(b'"', b'\\', self.b.get(self.i..)?)?;
-            self.i += j;
+            self.i += quote_or_backslash(self.b.get(self.i..)?)?;
             if self.b[self.i] == b'"' {
                 self.i += 1;
                 return Some(escaped);
@@ -143,10 +150,11 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn skip_value(&mut self) -> Option<()> {
+    /// Moves past the value at the cursor; whether it is a string with an escape.
+    fn skip_value(&mut self) -> Option<bool> {
         match self.peek()? {
-            b'"' => self.skip_string().map(|_| ()),
-            b'{' | b'[' => self.skip_container(),
+            b'"' => self.skip_string(),
+            b'{' | b'[' => self.skip_container().map(|_| false),
             _ => {
                 // A number or a literal: up to the next delimiter.
                 let rest = &self.b[self.i..];
@@ -158,7 +166,7 @@ impl<'a> Scanner<'a> {
                     return None;
                 }
                 self.i += n;
-                Some(())
+                Some(false)
             }
         }
     }
@@ -185,6 +193,33 @@ impl<'a> Scanner<'a> {
         }
         None
     }
+}
+
+/// The index of the first `"` or `\\` in `b`. Eight bytes at a time in a `u64` (SWAR):
+/// an event's strings are mostly shorter than the 16 bytes below which `memchr2` falls back
+/// to a byte loop, and its call costs more than such a string's whole search (measured with
+/// callgrind, BENCHMARKS.md §1b).
+fn quote_or_backslash(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // High bit set in each byte of `v` that is zero; bytes above the lowest zero byte may be
+    // flagged falsely (a borrow), so only the lowest flag is read.
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(w);
+        let hits = zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')));
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b.get(i..)?
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\')
+        .map(|j| i + j)
 }
 
 const QUOTE: u8 = 1;
@@ -227,12 +262,15 @@ fn fill_below<'a>(v: &Json<'a>, trie: &PathTrie, out: &mut [Option<Json<'a>>]) {
     }
 }
 
-/// A value where a path ends, whole. A string without escapes is borrowed as it is, an
-/// integer read in place; anything else is parsed by serde_json.
-fn whole(raw: &str) -> Option<Json<'_>> {
+/// A value where a path ends, whole (`escaped`: a string with an escape). A string without
+/// escapes is borrowed as it is, an integer read in place; anything else is parsed by
+/// serde_json.
+fn whole(raw: &str, escaped: bool) -> Option<Json<'_>> {
     let b = raw.as_bytes();
-    if b.len() >= 2 && b[0] == b'"' && !b[1..b.len() - 1].contains(&b'\\') {
-        return Some(Json::String(Cow::Borrowed(&raw[1..raw.len() - 1])));
+    if !escaped && b.len() >= 2 && b[0] == b'"' {
+        return raw
+            .get(1..raw.len() - 1)
+            .map(|s| Json::String(Cow::Borrowed(s)));
     }
     // Small non-negative integers (an object's `pk`): what serde_json would make of them.
     if (1..=18).contains(&b.len())
@@ -313,6 +351,12 @@ mod tests {
             r#"{"h": "with \\ backslash and \n", "a": {"b": "\u0041"}}"#,
             r#"{"h": "a string longer than sixteen bytes \" with an escape after", "é": 0}"#,
             r#"{"a": {"b": {"deep": 1}}, "a": {"c": 2}}"#,
+            // Repeats inside a nested object: the later occurrence wins, and a path below
+            // the earlier one is gone when the later one has no such key.
+            r#"{"a": {"b": {"deep": 1}, "c": 3, "b": "flat"}, "e": {"f": 1, "f": {"g": 2}}}"#,
+            r#"{"a": {"c": 1, "b": 2, "c": 3, "b": {"deep": 4}, "c": 5}}"#,
+            r#"{"e": {"f": {"g": 2}, "x": 0, "f": 1}}"#,
+            r#"{"e": {"f": {"g": 1}}, "h": 0, "e": 2}"#,
             r#"{"a": {}, "e": [], "h": {}, "é": 012345}"#,
             r#"{"é": 123456789012345678901234567890, "h": 18}"#,
             r#"{}"#,
@@ -375,6 +419,22 @@ mod tests {
     }
 
     proptest! {
+        /// The word-at-a-time search finds what a byte loop finds, at every alignment and
+        /// with bytes that differ from `"`/`\\` by one bit or sit next to a zero byte (where
+        /// the borrow trick can flag falsely).
+        #[test]
+        fn quote_search_agrees_with_a_byte_loop(
+            b in proptest::collection::vec(prop_oneof![
+                Just(b'"'), Just(b'\\'), Just(0u8), Just(1u8), Just(b'"' ^ 1), Just(b'\\' ^ 0x80),
+                any::<u8>()
+            ], 0..40),
+            skip in 0usize..8,
+        ) {
+            let b = b.get(skip.min(b.len())..).unwrap_or_default();
+            let want = b.iter().position(|&c| c == b'"' || c == b'\\');
+            prop_assert_eq!(quote_or_backslash(b), want);
+        }
+
         #[test]
         fn slots_agree_with_lookups_on_the_whole_tree(v in json(), pretty in any::<bool>()) {
             let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.expect("json");

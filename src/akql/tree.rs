@@ -108,7 +108,16 @@ impl PathTrie {
     }
 
     pub fn child(&self, key: &str) -> Option<&PathTrie> {
-        self.children.iter().find(|(k, _)| k == key).map(|(_, t)| t)
+        self.child_at(key.as_bytes()).map(|(_, t)| t)
+    }
+
+    /// The child of a key given as its UTF-8 bytes, with its position among the children.
+    pub fn child_at(&self, key: &[u8]) -> Option<(usize, &PathTrie)> {
+        self.children
+            .iter()
+            .enumerate()
+            .find(|(_, (k, _))| k.as_bytes() == key)
+            .map(|(i, (_, t))| (i, t))
     }
 
     pub fn children(&self) -> impl Iterator<Item = (&str, &PathTrie)> {

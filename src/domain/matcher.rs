@@ -26,7 +26,7 @@
 //! policy like an `action` criterion (see [`crate::akql`]). [`evaluate_linear`] is the straightforward reference
 //! used by property tests and benchmarks.
 
-use crate::akql::{Bound, ColumnPaths, Columns, EventView, KeyField, Memo, Program};
+use crate::akql::{Bound, ColumnPaths, Columns, EventView, KeyField, Memo, Program, Slot};
 use crate::events::Event;
 use crate::policy::EventMatcherPolicy;
 use crate::rules::{NotificationRule, PolicyBinding};
@@ -106,7 +106,7 @@ struct Bucket {
     /// Policies whose query requires some field to take one of a few values
     /// ([`crate::akql::compile::Node::lookup_keys`]), by field and value hash: evaluated only
     /// for events with such a value. A hash collision only adds candidates.
-    keyed: Vec<(KeyField, FxHashMap<u64, Vec<u32>>)>,
+    keyed: Vec<Keyed>,
     /// Some policy is listed under two fields (an `or` of fields), so an event can reach it
     /// twice: the keyed candidates are deduplicated.
     repeats: bool,
@@ -120,16 +120,20 @@ impl Bucket {
         };
         self.repeats |= keys.len() > 1;
         for (field, values) in keys {
-            let at = match self.keyed.iter().position(|(f, _)| f == field) {
+            let at = match self.keyed.iter().position(|k| k.field == *field) {
                 Some(at) => at,
                 None => {
-                    self.keyed.push((field.clone(), FxHashMap::default()));
+                    self.keyed.push(Keyed {
+                        field: field.clone(),
+                        slot: None,
+                        by_value: FxHashMap::default(),
+                    });
                     self.keyed.len() - 1
                 }
             };
             // `values` has no repeats ([`Node::lookup_keys`]).
             for &v in values {
-                self.keyed[at].1.entry(v).or_default().push(no);
+                self.keyed[at].by_value.entry(v).or_default().push(no);
             }
         }
     }
@@ -137,8 +141,8 @@ impl Bucket {
     /// The candidates for an event, each once, into `out` (cleared first).
     fn candidates(&self, view: &EventView<'_, '_>, out: &mut Vec<u32>) {
         out.clear();
-        for (field, by_value) in &self.keyed {
-            if let Some(list) = view.key(field).and_then(|k| by_value.get(&k)) {
+        for k in &self.keyed {
+            if let Some(list) = view.key(&k.field, k.slot).and_then(|v| k.by_value.get(&v)) {
                 out.extend_from_slice(list);
             }
         }
@@ -148,6 +152,17 @@ impl Bucket {
         }
         out.extend_from_slice(&self.all);
     }
+}
+
+/// The policies of a bucket that require some value of one lookup field.
+#[derive(Debug)]
+struct Keyed {
+    field: KeyField,
+    /// Where a JSON field's value is, resolved once when the matcher is built (the lookup
+    /// would otherwise find the path's slot again for every event).
+    slot: Option<Slot>,
+    /// Policies by the hash of a value they require.
+    by_value: FxHashMap<u64, Vec<u32>>,
 }
 
 #[derive(Debug)]
@@ -337,6 +352,13 @@ impl Matcher {
             bound.push(node.map(|n| m.program.bind(n, &mut m.paths)));
         }
         m.bound = bound;
+        for k in groups
+            .values_mut()
+            .flat_map(|g| g.by_key.values_mut())
+            .flat_map(|b| b.keyed.iter_mut())
+        {
+            k.slot = m.paths.key_slot(&k.field);
+        }
         m.groups = groups.into_values().collect();
         m.filters = values.map(|v| FieldFilter::new(&v));
         m
