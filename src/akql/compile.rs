@@ -65,7 +65,40 @@ pub enum Operand<T> {
     Many(Vec<T>),
     /// The text operators: the pattern, upper-cased (`UPPER(...) LIKE UPPER(...)`, with `%`
     /// and `_` escaped by Django, so matched literally).
-    Pattern(String),
+    Pattern(Pattern),
+}
+
+/// A text operator's pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Pattern {
+    /// Upper-cased.
+    pub upper: String,
+    /// Where its rarest byte is ([`rarity`]): a search compares the pattern only where the
+    /// text has that byte. Found once here, not per event.
+    pub anchor: usize,
+}
+
+impl Pattern {
+    pub fn new(upper: String) -> Self {
+        let anchor = upper
+            .bytes()
+            .enumerate()
+            .min_by_key(|&(_, b)| rarity(b))
+            .map_or(0, |(i, _)| i);
+        Self { upper, anchor }
+    }
+}
+
+/// How common a byte is in the texts queries search (URL paths, dotted labels, names,
+/// e-mail addresses); higher is more common.
+fn rarity(b: u8) -> u8 {
+    match b {
+        b'/' | b'.' | b'-' | b'_' | b' ' | b':' | b'=' | b'@' => 4,
+        b'E' | b'T' | b'A' | b'O' | b'I' | b'N' | b'S' | b'R' | b'H' | b'L' => 3,
+        b'0'..=b'9' => 2,
+        b'A'..=b'Z' => 1,
+        _ => 0,
+    }
 }
 
 /// `Eq` and `Hash` let a matcher evaluate a comparison that several queries share once per
@@ -280,7 +313,7 @@ fn convert<T>(
         Op::In | Op::NotIn => {
             Operand::Many(strings.iter().map(|s| parse(s)).collect::<Result<_, _>>()?)
         }
-        o if o.is_text() => Operand::Pattern(upper_of(strings)),
+        o if o.is_text() => Operand::Pattern(Pattern::new(upper_of(strings))),
         _ => {
             let first = strings
                 .first()

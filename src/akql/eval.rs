@@ -4,7 +4,7 @@
 //! An [`EventView`] is made once per event and shared by every policy evaluated for it: the
 //! JSON columns are parsed at most once, when the first query needs them ([`Json`]).
 
-use super::compile::{key_ip, key_str, JsonPath, KeyField, Node, Operand, Root, Test};
+use super::compile::{key_ip, key_str, JsonPath, KeyField, Node, Operand, Pattern, Root, Test};
 use super::parser::Op;
 use super::pg;
 use super::tree::{Json, PathTrie};
@@ -209,7 +209,8 @@ fn ordered(op: Op, o: Ordering) -> bool {
 
 /// `UPPER(text) LIKE UPPER(pattern)` with the pattern's `%`/`_` literal (`pattern` is
 /// upper-cased already).
-fn text_match(op: Op, text: &str, pattern: &str) -> bool {
+fn text_match(op: Op, text: &str, pattern: &Pattern) -> bool {
+    let (pattern, anchor) = (pattern.upper.as_str(), pattern.anchor);
     if text.is_ascii() {
         // ASCII text upper-cases to ASCII: compared in place, no allocation. A pattern with
         // anything else left after upper-casing cannot match it.
@@ -225,7 +226,7 @@ fn text_match(op: Op, text: &str, pattern: &str) -> bool {
         };
         return match op {
             _ if p.len() > t.len() => false,
-            Op::Contains | Op::NotContains => p.is_empty() || contains_ascii(t, p),
+            Op::Contains | Op::NotContains => p.is_empty() || contains_ascii(t, p, anchor),
             Op::StartsWith | Op::NotStartsWith => at(0),
             Op::EndsWith | Op::NotEndsWith => at(t.len() - p.len()),
             _ => false,
@@ -241,14 +242,15 @@ fn text_match(op: Op, text: &str, pattern: &str) -> bool {
 }
 
 /// Whether `p` (upper-cased ASCII, not empty, not longer than `t`) occurs in ASCII `t`
-/// upper-cased. The pattern is compared only where its rarest byte ([`rarity`]) matches,
+/// upper-cased. The pattern is compared only where its byte at `k` (its rarest,
+/// [`Pattern::anchor`]) matches,
 /// found eight bytes at a time (SWAR): the texts are short paths and labels, where a
 /// `memchr` call per hit of a common first byte (`/` in a path) cost more than the search
 /// (BENCHMARKS.md §1b).
-fn contains_ascii(t: &[u8], p: &[u8]) -> bool {
+fn contains_ascii(t: &[u8], p: &[u8], k: usize) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    let Some((k, &c)) = p.iter().enumerate().min_by_key(|&(_, &b)| rarity(b)) else {
+    let Some(&c) = p.get(k) else {
         return true;
     };
     let at = |i: usize| {
@@ -298,18 +300,6 @@ fn contains_ascii(t: &[u8], p: &[u8]) -> bool {
     // The last bytes: the last 8, less those already searched.
     let last = hay.len() - 8;
     i < hay.len() && found(last, word(last, i - last))
-}
-
-/// How common a byte is in the texts queries search (URL paths, dotted labels, names,
-/// e-mail addresses): the pattern byte least common is searched for first.
-fn rarity(b: u8) -> u8 {
-    match b {
-        b'/' | b'.' | b'-' | b'_' | b' ' | b':' | b'=' | b'@' => 4,
-        b'E' | b'T' | b'A' | b'O' | b'I' | b'N' | b'S' | b'R' | b'H' | b'L' => 3,
-        b'0'..=b'9' => 2,
-        b'A'..=b'Z' => 1,
-        _ => 0,
-    }
 }
 
 /// A column comparison. `value` is `None` for SQL NULL: the positive operators and the
@@ -453,7 +443,7 @@ mod tests {
         ) {
             let p = p.to_ascii_uppercase();
             prop_assert_eq!(
-                text_match(Op::Contains, &t, &p),
+                text_match(Op::Contains, &t, &Pattern::new(p.clone())),
                 pg::upper(&t).contains(p.as_str()),
                 "{:?} in {:?}", p, t
             );
@@ -481,7 +471,11 @@ mod tests {
                     (Op::StartsWith, u.starts_with(p)),
                     (Op::EndsWith, u.ends_with(p)),
                 ] {
-                    assert_eq!(text_match(op, t, p), want, "{op:?} {t:?} {p:?}");
+                    assert_eq!(
+                        text_match(op, t, &Pattern::new(p.to_string())),
+                        want,
+                        "{op:?} {t:?} {p:?}"
+                    );
                 }
             }
         }

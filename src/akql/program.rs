@@ -13,48 +13,81 @@ use super::compile::{Node, Test};
 use super::eval::{json, ColumnPaths, EventView, Slot};
 use rustc_hash::FxHashMap;
 
-/// A query as the matcher evaluates it: its tree, with comparisons by number.
-#[derive(Debug)]
-pub enum Bound {
-    And(Box<Bound>, Box<Bound>),
-    Or(Box<Bound>, Box<Bound>),
-    Test(u32),
+/// A query as the matcher evaluates it: where its first step is in [`Program::steps`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound(u32);
+
+/// One comparison of a bound query and where evaluation goes next: another step, or an
+/// answer ([`PASS`], [`FAIL`]).
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    test: u32,
+    on_true: u32,
+    on_false: u32,
 }
 
-/// The distinct comparisons of a policy set's queries.
+const PASS: u32 = u32::MAX;
+const FAIL: u32 = u32::MAX - 1;
+
+/// The distinct comparisons of a policy set's queries, and every query as steps.
+///
+/// Why steps rather than the tree: a query's `and`/`or` tree becomes a graph whose nodes
+/// are comparisons and whose edges say where a true or false answer leads (`a and b`: a
+/// true `a` leads to `b`, a false one fails). Evaluating it is a loop over one array, with
+/// no recursion and no boxes to follow, and it asks the same comparisons in the same order
+/// as [`Node::eval`] short-circuits.
 #[derive(Debug, Default)]
 pub struct Program {
     tests: Vec<Test>,
     /// Per comparison: the slot of its JSON path (`None` for the event's own fields).
     slots: Vec<Option<Slot>>,
     numbers: FxHashMap<Test, u32>,
+    steps: Vec<Step>,
 }
 
 impl Program {
     /// Binds a query's tree, numbering comparisons not seen before. `paths` gets the query's
     /// JSON paths.
     pub fn bind(&mut self, node: &Node, paths: &mut ColumnPaths) -> Bound {
+        Bound(self.lay(node, PASS, FAIL, paths))
+    }
+
+    /// Lays out `node`'s steps so that it continues at `on_true` or `on_false`; its first
+    /// step. The right operand is laid first, since the left one leads to it.
+    fn lay(&mut self, node: &Node, on_true: u32, on_false: u32, paths: &mut ColumnPaths) -> u32 {
         match node {
             Node::And(a, b) => {
-                Bound::And(Box::new(self.bind(a, paths)), Box::new(self.bind(b, paths)))
+                let right = self.lay(b, on_true, on_false, paths);
+                self.lay(a, right, on_false, paths)
             }
             Node::Or(a, b) => {
-                Bound::Or(Box::new(self.bind(a, paths)), Box::new(self.bind(b, paths)))
+                let right = self.lay(b, on_true, on_false, paths);
+                self.lay(a, on_true, right, paths)
             }
             Node::Test(t) => {
-                if let Some(&n) = self.numbers.get(t) {
-                    return Bound::Test(n);
-                }
-                let n = self.tests.len() as u32;
-                self.slots.push(match t {
-                    Test::Json(_, path, _) => Some(paths.slot_of(path)),
-                    _ => None,
+                let test = self.number(t, paths);
+                self.steps.push(Step {
+                    test,
+                    on_true,
+                    on_false,
                 });
-                self.tests.push(t.clone());
-                self.numbers.insert(t.clone(), n);
-                Bound::Test(n)
+                (self.steps.len() - 1) as u32
             }
         }
+    }
+
+    fn number(&mut self, t: &Test, paths: &mut ColumnPaths) -> u32 {
+        if let Some(&n) = self.numbers.get(t) {
+            return n;
+        }
+        let n = self.tests.len() as u32;
+        self.slots.push(match t {
+            Test::Json(_, path, _) => Some(paths.slot_of(path)),
+            _ => None,
+        });
+        self.tests.push(t.clone());
+        self.numbers.insert(t.clone(), n);
+        n
     }
 
     /// Number of distinct comparisons.
@@ -68,19 +101,22 @@ impl Program {
 
     /// Whether the event matches a bound query. `view` must be made on columns guided by the
     /// `paths` the query was bound with, and `memo` must be this event's.
-    pub fn eval(&self, b: &Bound, view: &EventView<'_, '_>, memo: &mut Memo) -> bool {
-        match b {
-            Bound::And(x, y) => self.eval(x, view, memo) && self.eval(y, view, memo),
-            Bound::Or(x, y) => self.eval(x, view, memo) || self.eval(y, view, memo),
-            Bound::Test(n) => {
-                let n = *n as usize;
-                if let Some(known) = memo.get(n) {
-                    return known;
+    pub fn eval(&self, b: Bound, view: &EventView<'_, '_>, memo: &mut Memo) -> bool {
+        let mut at = b.0;
+        loop {
+            let Some(step) = self.steps.get(at as usize) else {
+                return at == PASS;
+            };
+            let n = step.test as usize;
+            let hit = match memo.get(n) {
+                Some(known) => known,
+                None => {
+                    let hit = self.test(n, view);
+                    memo.set(n, hit);
+                    hit
                 }
-                let hit = self.test(n, view);
-                memo.set(n, hit);
-                hit
-            }
+            };
+            at = if hit { step.on_true } else { step.on_false };
         }
     }
 

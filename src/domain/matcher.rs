@@ -369,7 +369,7 @@ impl Matcher {
     fn matches(&self, no: usize, view: &EventView<'_, '_>, memo: &mut Memo) -> bool {
         let policy = &self.policies[no];
         match &self.bound[no] {
-            Some(b) => self.program.eval(b, view, memo) && policy.criteria_match(view.event()),
+            Some(b) => self.program.eval(*b, view, memo) && policy.criteria_match(view.event()),
             None => policy.matches_in(view),
         }
     }
