@@ -7,6 +7,7 @@
 use super::compile::{key_ip, key_str, JsonPath, KeyField, Node, Operand, Pattern, Root, Test};
 use super::parser::Op;
 use super::pg;
+use super::swar;
 use super::tree::{Json, PathTrie};
 use crate::events::Event;
 use chrono::{DateTime, Utc};
@@ -243,13 +244,10 @@ fn text_match(op: Op, text: &str, pattern: &Pattern) -> bool {
 
 /// Whether `p` (upper-cased ASCII, not empty, not longer than `t`) occurs in ASCII `t`
 /// upper-cased. The pattern is compared only where its byte at `k` (its rarest,
-/// [`Pattern::anchor`]) matches,
-/// found eight bytes at a time (SWAR): the texts are short paths and labels, where a
-/// `memchr` call per hit of a common first byte (`/` in a path) cost more than the search
-/// (BENCHMARKS.md §1b).
+/// [`Pattern::anchor`]) matches, found eight bytes at a time ([`swar`]): the texts are short
+/// paths and labels, where a `memchr` call per hit of a common first byte (`/` in a path)
+/// cost more than the search (BENCHMARKS.md §1b).
 fn contains_ascii(t: &[u8], p: &[u8], k: usize) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     let Some(&c) = p.get(k) else {
         return true;
     };
@@ -264,23 +262,21 @@ fn contains_ascii(t: &[u8], p: &[u8], k: usize) -> bool {
     // A letter is found in either case: OR-ing 0x20 lower-cases letters (other bytes that
     // it maps onto the letter are only candidates, checked by `at`).
     let (fold, want) = if c.is_ascii_alphabetic() {
-        (u64::from_ne_bytes([0x20; 8]), c.to_ascii_lowercase())
+        (swar::splat(0x20), c.to_ascii_lowercase())
     } else {
         (0, c)
     };
-    let pattern = ONES * u64::from(want);
+    let pattern = swar::splat(want);
     // The candidates in the 8 bytes at `from`, those below `skip` left out: the high bit of
     // every byte that matches (and some false ones above a match, which `at` rejects); no
     // match is missed.
     let word = |from: usize, skip: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&hay[from..from + 8]);
-        let v = (u64::from_le_bytes(w) | fold) ^ pattern;
-        (v.wrapping_sub(ONES) & !v & HIGHS) & (u64::MAX << (8 * skip))
+        let v = (swar::word(hay, from).unwrap_or(0) | fold) ^ pattern;
+        swar::zero_bytes(v) & (u64::MAX << (8 * skip))
     };
     let found = |from: usize, mut hits: u64| {
         while hits != 0 {
-            if at(from + (hits.trailing_zeros() / 8) as usize) {
+            if at(from + swar::first(hits)) {
                 return true;
             }
             hits &= hits - 1;

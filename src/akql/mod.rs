@@ -22,6 +22,7 @@ pub mod parser;
 pub mod pg;
 pub mod program;
 pub mod scan;
+mod swar;
 pub mod tree;
 
 pub use compile::{Choices, KeyField};

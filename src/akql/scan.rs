@@ -9,6 +9,7 @@
 //! where a path ends) or borrowed (keys and strings without escapes). On text that is not JSON
 //! every slot is left empty; the scanner never panics.
 
+use super::swar;
 use super::tree::{Json, PathTrie};
 use std::borrow::Cow;
 
@@ -195,24 +196,16 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// The index of the first `"` or `\\` in `b`. Eight bytes at a time in a `u64` (SWAR):
-/// an event's strings are mostly shorter than the 16 bytes below which `memchr2` falls back
-/// to a byte loop, and its call costs more than such a string's whole search (measured with
-/// callgrind, BENCHMARKS.md §1b).
+/// The index of the first `"` or `\\` in `b`, eight bytes at a time ([`swar`]): an event's
+/// strings are mostly shorter than the 16 bytes below which `memchr2` falls back to a byte
+/// loop, and its call cost more than such a string's whole search.
 fn quote_or_backslash(b: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // High bit set in each byte of `v` that is zero; bytes above the lowest zero byte may be
-    // flagged falsely (a borrow), so only the lowest flag is read.
-    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
     let mut i = 0;
-    while let Some(chunk) = b.get(i..i + 8) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(w);
-        let hits = zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')));
+    while let Some(w) = swar::word(b, i) {
+        let hits =
+            swar::zero_bytes(w ^ swar::splat(b'"')) | swar::zero_bytes(w ^ swar::splat(b'\\'));
         if hits != 0 {
-            return Some(i + (hits.trailing_zeros() / 8) as usize);
+            return Some(i + swar::first(hits));
         }
         i += 8;
     }
