@@ -112,6 +112,7 @@ impl PathTrie {
     }
 
     /// The child of a key given as its UTF-8 bytes, with its position among the children.
+    #[inline]
     pub fn child_at(&self, key: &[u8]) -> Option<(usize, &PathTrie)> {
         self.children
             .iter()
