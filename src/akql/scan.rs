@@ -60,7 +60,9 @@ impl<'a> Scanner<'a> {
             let v = whole(self.text.get(start..self.i)?, escaped)?;
             // A path that goes on below one that ends here (`context.geo` and
             // `context.geo.country`): looked up in the value just built.
-            fill_below(&v, trie, out);
+            if trie.children().next().is_some() {
+                fill_below(&v, trie, out);
+            }
             *out.get_mut(slot as usize)? = Some(v);
             return Some(());
         }
@@ -244,7 +246,6 @@ fn clear(trie: &PathTrie, out: &mut [Option<Json<'_>>]) {
 }
 
 /// Fills the slots of the paths below `trie` from `v`, the value at `trie` (built whole).
-#[inline]
 fn fill_below<'a>(v: &Json<'a>, trie: &PathTrie, out: &mut [Option<Json<'a>>]) {
     for (k, t) in trie.children() {
         match v.get(k) {
