@@ -103,6 +103,8 @@ impl Program {
     /// `paths` the query was bound with, and `memo` must be this event's.
     pub fn eval(&self, b: Bound, view: &EventView<'_, '_>, memo: &mut Memo) -> bool {
         let mut at = b.0;
+        // Every step leads only to steps laid before it ([`Program::lay`]) or to an answer,
+        // so the loop ends.
         loop {
             let Some(step) = self.steps.get(at as usize) else {
                 return at == PASS;
