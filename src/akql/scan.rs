@@ -3,7 +3,8 @@
 //!
 //! Why by hand: a column's text was validated when its event was parsed (it is a
 //! `serde_json::value::RawValue`), so skipping a value needs no validation at all: a string
-//! is a `memchr2` jump to its closing quote, a container a count of brackets outside strings.
+//! is a search for its closing quote eight bytes at a time ([`swar`]), a container a count of
+//! brackets outside strings.
 //! serde's `IgnoredAny` validates every escape, number and UTF-8 sequence of what it skips, and
 //! that was most of the AKQL matcher's parse time. What is built is built by serde_json (a value
 //! where a path ends) or borrowed (keys and strings without escapes). On text that is not JSON
