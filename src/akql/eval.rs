@@ -227,7 +227,7 @@ fn text_match(op: Op, text: &str, pattern: &Pattern) -> bool {
         };
         return match op {
             _ if p.len() > t.len() => false,
-            Op::Contains | Op::NotContains => p.is_empty() || contains_ascii(t, p, anchor),
+            Op::Contains | Op::NotContains => contains_ascii(t, p, anchor),
             Op::StartsWith | Op::NotStartsWith => at(0),
             Op::EndsWith | Op::NotEndsWith => at(t.len() - p.len()),
             _ => false,
@@ -242,11 +242,11 @@ fn text_match(op: Op, text: &str, pattern: &Pattern) -> bool {
     }
 }
 
-/// Whether `p` (upper-cased ASCII, not empty, not longer than `t`) occurs in ASCII `t`
-/// upper-cased. The pattern is compared only where its byte at `k` (its rarest,
-/// [`Pattern::anchor`]) matches, found eight bytes at a time ([`swar`]): the texts are short
-/// paths and labels, where a `memchr` call per hit of a common first byte (`/` in a path)
-/// cost more than the search (BENCHMARKS.md §1b).
+/// Whether `p` (upper-cased ASCII, not longer than `t`; an empty one occurs everywhere)
+/// occurs in ASCII `t` upper-cased. The pattern is compared only where its byte at `k` (its
+/// rarest, [`Pattern::anchor`]) matches, found eight bytes at a time ([`swar`]): the texts
+/// are short paths and labels, where a `memchr` call per hit of a common first byte (`/` in
+/// a path) cost more than the search (BENCHMARKS.md §1b).
 fn contains_ascii(t: &[u8], p: &[u8], k: usize) -> bool {
     let Some(&c) = p.get(k) else {
         return true;

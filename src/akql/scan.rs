@@ -36,6 +36,9 @@ pub fn slots<'a>(text: &'a str, trie: &PathTrie, out: &mut [Option<Json<'a>>]) {
     }
 }
 
+/// A key's child in the trie, with its position among the children ([`PathTrie::child_at`]).
+type Child<'t> = Option<(usize, &'t PathTrie)>;
+
 struct Scanner<'a> {
     text: &'a str,
     b: &'a [u8],
@@ -120,10 +123,9 @@ impl<'a> Scanner<'a> {
     }
 
     /// The key at the cursor, as `trie`'s child (with its position) or `None` when `trie`
-    /// has no such child. A key without escapes is compared as the bytes between its quotes;
-    /// one with escapes is unescaped by serde_json first.
-    #[allow(clippy::type_complexity)]
-    fn key<'t>(&mut self, trie: &'t PathTrie) -> Option<Option<(usize, &'t PathTrie)>> {
+    /// has no such child (the outer `None`: not a string). A key without escapes is compared
+    /// as the bytes between its quotes; one with escapes is unescaped by serde_json first.
+    fn key<'t>(&mut self, trie: &'t PathTrie) -> Option<Child<'t>> {
         let start = self.i;
         if self.skip_string()? {
             let key: String = serde_json::from_str(self.text.get(start..self.i)?).ok()?;

@@ -107,10 +107,6 @@ impl PathTrie {
         self.capture
     }
 
-    pub fn child(&self, key: &str) -> Option<&PathTrie> {
-        self.child_at(key.as_bytes()).map(|(_, t)| t)
-    }
-
     /// The child of a key given as its UTF-8 bytes, with its position among the children.
     #[inline]
     pub fn child_at(&self, key: &[u8]) -> Option<(usize, &PathTrie)> {
