@@ -18,7 +18,8 @@ use std::cmp::Ordering;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// Where a path's value is: its column and its index in that column's slots.
+/// Where a path's value is: its column and its index in the event's slots (numbered across
+/// the three columns, so that one list holds them all).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot {
     root: Root,
@@ -30,8 +31,8 @@ pub struct Slot {
 #[derive(Debug, Default, Clone)]
 pub struct ColumnPaths {
     tries: [PathTrie; 3],
-    /// Per column: how many slots.
-    counts: [u32; 3],
+    /// How many slots, all columns together.
+    count: u32,
     /// Every path by its id (a hash), for lookups of a path by value; paths of equal id are
     /// told apart by their keys.
     by_id: FxHashMap<u64, Vec<(Arc<JsonPath>, Slot)>>,
@@ -44,7 +45,7 @@ impl ColumnPaths {
             return s;
         }
         let r = p.root as usize;
-        let index = self.tries[r].insert(&p.keys, &mut self.counts[r]);
+        let index = self.tries[r].insert(&p.keys, &mut self.count);
         let s = Slot {
             root: p.root,
             index,
@@ -75,7 +76,10 @@ pub struct Columns<'e> {
     /// Only these paths are built ([`super::scan::slots`]); `None`: every column whole.
     paths: Option<&'e ColumnPaths>,
     json: [OnceCell<Json<'e>>; 3],
-    slots: [OnceCell<Vec<Option<Json<'e>>>>; 3],
+    /// Every column's slots in one list, filled on the first read of any path: one
+    /// allocation per event instead of one per column, which cost a tenth of the AKQL
+    /// matcher's time (BENCHMARKS.md §1b). A column no path reads is not scanned.
+    slots: OnceCell<Vec<Option<Json<'e>>>>,
     client_ip: OnceCell<Option<IpAddr>>,
 }
 
@@ -114,12 +118,16 @@ impl<'e> Columns<'e> {
 
     /// The value in a slot of the guided columns (`None`: missing).
     fn slot(&self, paths: &ColumnPaths, s: Slot) -> Option<&Json<'e>> {
-        let r = s.root as usize;
-        self.slots[r]
+        self.slots
             .get_or_init(|| {
-                let mut out = vec![None; paths.counts[r] as usize];
-                if let Some(text) = self.raw(s.root) {
-                    super::scan::slots(text, &paths.tries[r], &mut out);
+                let n = paths.count as usize;
+                let mut out = Vec::with_capacity(n);
+                // Not `vec![None; n]`: that clones `None` element by element.
+                out.resize_with(n, || None);
+                for r in [Root::User, Root::Context, Root::Brand] {
+                    if let Some(text) = self.raw(r) {
+                        super::scan::slots(text, &paths.tries[r as usize], &mut out);
+                    }
                 }
                 out
             })

@@ -15,9 +15,10 @@ use super::tree::{Json, PathTrie};
 use std::borrow::Cow;
 
 /// The values of `text` (valid JSON) at the paths of `trie`, each into its slot of `out`
-/// (every slot `None` on entry): a path's value is whole; a path that is missing (a step
-/// absent or not an object) leaves its slot `None`. A repeated key counts by its last
-/// occurrence, as `jsonb` keeps it. Text that is not JSON leaves every slot `None`.
+/// (`trie`'s slots `None` on entry; `out` may hold other tries' slots too): a path's value is
+/// whole; a path that is missing (a step absent or not an object) leaves its slot `None`. A
+/// repeated key counts by its last occurrence, as `jsonb` keeps it. Text that is not JSON
+/// leaves every slot of `trie` `None`.
 pub fn slots<'a>(text: &'a str, trie: &PathTrie, out: &mut [Option<Json<'a>>]) {
     if trie.is_empty() {
         return;
@@ -32,7 +33,7 @@ pub fn slots<'a>(text: &'a str, trie: &PathTrie, out: &mut [Option<Json<'a>>]) {
         s.i == s.b.len()
     };
     if !ok {
-        out.iter_mut().for_each(|v| *v = None);
+        clear(trie, out);
     }
 }
 

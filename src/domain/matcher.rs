@@ -31,6 +31,7 @@ use crate::events::Event;
 use crate::policy::EventMatcherPolicy;
 use crate::rules::{NotificationRule, PolicyBinding};
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::hash::Hasher;
 use std::sync::Arc;
@@ -139,7 +140,7 @@ impl Bucket {
     }
 
     /// The candidates for an event, each once, into `out` (cleared first).
-    fn candidates(&self, view: &EventView<'_, '_>, out: &mut Vec<u32>) {
+    fn candidates(&self, view: &EventView<'_, '_>, out: &mut Candidates) {
         out.clear();
         for k in &self.keyed {
             if let Some(list) = view.key(&k.field, k.slot).and_then(|v| k.by_value.get(&v)) {
@@ -153,6 +154,9 @@ impl Bucket {
         out.extend_from_slice(&self.all);
     }
 }
+
+/// One bucket's candidates for an event ([`Bucket::candidates`]).
+type Candidates = SmallVec<[u32; 64]>;
 
 /// The policies of a bucket that require some value of one lookup field.
 #[derive(Debug)]
@@ -403,8 +407,10 @@ impl Matcher {
                 known |= 1 << bit;
             }
         }
-        let mut fired: Vec<u32> = Vec::new();
-        let mut scratch: Vec<u32> = Vec::new();
+        // Inline: an event fires a few rules and reaches a few dozen candidates; growing heap
+        // lists for them was most of the matcher's allocations (BENCHMARKS.md §1b).
+        let mut fired: SmallVec<[u32; 16]> = SmallVec::new();
+        let mut scratch = Candidates::new();
         // Negated bindings per rule that do not pass (their policy matched, or raised); only
         // rules with negations ever get an entry.
         let mut negated_hits: FxHashMap<u32, u32> = FxHashMap::default();
