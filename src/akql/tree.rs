@@ -73,6 +73,10 @@ impl<'a> Json<'a> {
 pub struct PathTrie {
     /// Keys read below this point (an authentik object has few: a list beats a map).
     children: Vec<(String, PathTrie)>,
+    /// Bit `n` set: some child's key is `n` bytes long (bit 63: 63 or more). Most of an
+    /// event's keys are read by no path, and most of those are told apart by their length
+    /// alone, with no comparison of bytes.
+    lengths: u64,
     /// A path ends here: the value is built whole, into this slot.
     capture: Option<u32>,
 }
@@ -91,6 +95,7 @@ impl PathTrie {
             Some(i) => i,
             None => {
                 self.children.push((first.clone(), PathTrie::default()));
+                self.lengths |= length_bit(first.len());
                 self.children.len() - 1
             }
         };
@@ -110,16 +115,25 @@ impl PathTrie {
     /// The child of a key given as its UTF-8 bytes, with its position among the children.
     #[inline]
     pub fn child_at(&self, key: &[u8]) -> Option<(usize, &PathTrie)> {
-        self.children
+        if self.lengths & length_bit(key.len()) == 0 {
+            return None;
+        }
+        let i = self
+            .children
             .iter()
-            .enumerate()
-            .find(|(_, (k, _))| k.as_bytes() == key)
-            .map(|(i, (_, t))| (i, t))
+            .position(|(k, _)| k.as_bytes() == key)?;
+        Some((i, &self.children.get(i)?.1))
     }
 
     pub fn children(&self) -> impl Iterator<Item = (&str, &PathTrie)> {
         self.children.iter().map(|(k, t)| (k.as_str(), t))
     }
+}
+
+/// A key length's bit in [`PathTrie::lengths`].
+#[inline]
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 /// A string that borrows from the input when it has no escapes.
