@@ -76,6 +76,8 @@ pub struct Pattern {
     /// Where its rarest byte is ([`rarity`]): a search compares the pattern only where the
     /// text has that byte. Found once here, not per event.
     pub anchor: usize,
+    /// Whether `upper` is ASCII: asked by every search of an ASCII text, so found once here.
+    pub ascii: bool,
 }
 
 impl Pattern {
@@ -85,7 +87,12 @@ impl Pattern {
             .enumerate()
             .min_by_key(|&(_, b)| rarity(b))
             .map_or(0, |(i, _)| i);
-        Self { upper, anchor }
+        let ascii = upper.is_ascii();
+        Self {
+            upper,
+            anchor,
+            ascii,
+        }
     }
 }
 

@@ -219,11 +219,12 @@ fn ordered(op: Op, o: Ordering) -> bool {
 /// `UPPER(text) LIKE UPPER(pattern)` with the pattern's `%`/`_` literal (`pattern` is
 /// upper-cased already).
 fn text_match(op: Op, text: &str, pattern: &Pattern) -> bool {
-    let (pattern, anchor) = (pattern.upper.as_str(), pattern.anchor);
+    let (ascii, anchor) = (pattern.ascii, pattern.anchor);
+    let pattern = pattern.upper.as_str();
     if text.is_ascii() {
         // ASCII text upper-cases to ASCII: compared in place, no allocation. A pattern with
         // anything else left after upper-casing cannot match it.
-        if !pattern.is_ascii() {
+        if !ascii {
             return false;
         }
         let (t, p) = (text.as_bytes(), pattern.as_bytes());

@@ -392,6 +392,17 @@ mod tests {
         }
     }
 
+    /// The matcher keeps every column's slots in one list: text that is not JSON empties
+    /// only its own trie's slots, not another column's.
+    #[test]
+    fn text_that_is_not_json_leaves_other_slots_alone() {
+        let (t, _) = trie();
+        let mut out = vec![Some(Json::Bool(true)); PATHS.len() + 1];
+        slots("{\"a\": ", &t, &mut out);
+        assert!(out[..PATHS.len()].iter().all(Option::is_none), "{out:?}");
+        assert_eq!(out[PATHS.len()], Some(Json::Bool(true)));
+    }
+
     fn json() -> impl Strategy<Value = serde_json::Value> {
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),
