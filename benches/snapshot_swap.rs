@@ -61,6 +61,24 @@ fn main() {
     );
     assert_eq!(check.status, 200, "the PATCH must succeed");
 
+    // `SWAP_PATCHES=n`: exactly n PATCHes and nothing else (for `valgrind --tool=callgrind
+    // --toggle-collect='*apply_command*'`, whose instruction counts repeat where times do not).
+    if let Some(n) = std::env::var("SWAP_PATCHES")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        for i in 1..=n {
+            let out = engine.apply_command(
+                &patch(i),
+                CommandSource {
+                    partition: 0,
+                    offset: i as i64,
+                },
+            );
+            assert_eq!(out.status, 200, "the PATCH must succeed");
+        }
+        return;
+    }
     let mut c = common::criterion();
     {
         let mut g = c.benchmark_group("snapshot_swap");
