@@ -66,7 +66,8 @@ struct FieldFilter {
 }
 
 impl FieldFilter {
-    fn new(values: &FxHashSet<u64>) -> Self {
+    /// `values` distinct (the filter is sized by their number).
+    fn new(values: &[u64]) -> Self {
         let slots = (values.len().max(1) * 16).next_power_of_two().max(64);
         let mut f = FieldFilter {
             bits: vec![0; slots / 64],
@@ -103,7 +104,9 @@ struct Group {
 #[derive(Debug, Default)]
 struct Bucket {
     /// Evaluated for every event with the key.
-    all: Vec<u32>,
+    /// Inline for one or two: most buckets hold one policy, and a heap list per bucket was
+    /// an allocation per policy in every rebuild.
+    all: SmallVec<[u32; 2]>,
     /// Policies whose query requires some field to take one of a few values
     /// ([`crate::akql::compile::Node::lookup_keys`]), by field and value hash: evaluated only
     /// for events with such a value. A hash collision only adds candidates.
@@ -181,8 +184,11 @@ struct LoggedBinding {
 pub struct Matcher {
     /// Policies reachable through an enabled binding of an enabled rule, densely numbered.
     policies: Vec<Arc<EventMatcherPolicy>>,
-    /// Per policy number: (rule number, negate) of each enabled binding.
-    edges: Vec<Vec<(u32, bool)>>,
+    /// (rule number, negate) of each enabled binding, grouped by policy number: policy
+    /// `n`'s are `edges[edge_start[n]..edge_start[n + 1]]`. One list, not one per policy: a
+    /// list per policy was 10,000 allocations per PATCH at 10,000 policies.
+    edges: Vec<(u32, bool)>,
+    edge_start: Vec<u32>,
     /// Enabled rules with at least one enabled binding, in pk order.
     rules: Vec<Arc<NotificationRule>>,
     /// Per rule number: how many of its enabled bindings are negated.
@@ -263,12 +269,22 @@ impl Matcher {
     ) -> Matcher {
         let mut m = Matcher::default();
         // Bindings grouped by rule, in binding pk order, for deterministic execution output.
-        let mut by_rule: BTreeMap<Uuid, Vec<&Arc<PolicyBinding>>> = BTreeMap::new();
+        // Hashed, not ordered: rules are walked in `rules`' order, and a hash look-up cost
+        // less than comparing `Uuid`s down a tree (BENCHMARKS.md §3).
+        let mut by_rule: FxHashMap<Uuid, Vec<&Arc<PolicyBinding>>> = FxHashMap::default();
         for b in bindings.values() {
             m.guard.insert(b.policy);
             by_rule.entry(b.target).or_default().push(b);
         }
         let mut policy_no: FxHashMap<Uuid, u32> = FxHashMap::default();
+        policy_no.reserve(policies.len());
+        m.policies.reserve(policies.len());
+        // Looked up once per binding: hashing a `Uuid` cost less than comparing it down the
+        // tree (BENCHMARKS.md §3).
+        let by_pk: FxHashMap<Uuid, &Arc<EventMatcherPolicy>> =
+            policies.iter().map(|(pk, p)| (*pk, p)).collect();
+        // (policy number, rule number, negate), in rule then binding order.
+        let mut edges: Vec<(u32, u32, bool)> = Vec::with_capacity(bindings.len());
         for (rule_pk, rule) in rules {
             if !rule.enabled {
                 continue;
@@ -285,7 +301,7 @@ impl Matcher {
             let mut negated = 0;
             let mut negated_raising = 0;
             for b in enabled {
-                let Some(policy) = policies.get(&b.policy) else {
+                let Some(&policy) = by_pk.get(&b.policy) else {
                     continue;
                 };
                 if policy.query_raises() {
@@ -298,10 +314,9 @@ impl Matcher {
                 }
                 let no = *policy_no.entry(b.policy).or_insert_with(|| {
                     m.policies.push(policy.clone());
-                    m.edges.push(Vec::new());
                     (m.policies.len() - 1) as u32
                 });
-                m.edges[no as usize].push((rule_no, b.negate));
+                edges.push((no, rule_no, b.negate));
                 if b.negate {
                     negated += 1;
                 }
@@ -319,25 +334,43 @@ impl Matcher {
                 m.rules_with_negation.push(rule_no);
             }
         }
+        // Stable: a policy's edges stay in rule then binding order.
+        edges.sort_by_key(|&(no, _, _)| no);
+        m.edge_start = Vec::with_capacity(m.policies.len() + 1);
+        m.edges = Vec::with_capacity(edges.len());
+        for (no, rule, negate) in edges {
+            while m.edge_start.len() <= no as usize {
+                m.edge_start.push(m.edges.len() as u32);
+            }
+            m.edges.push((rule, negate));
+        }
+        while m.edge_start.len() <= m.policies.len() {
+            m.edge_start.push(m.edges.len() as u32);
+        }
         let mut groups: BTreeMap<u8, Group> = BTreeMap::new();
-        let mut values: [FxHashSet<u64>; 4] = Default::default();
+        // Collected with repeats and made distinct once by sorting: cheaper than a hash set
+        // insert per policy and field (BENCHMARKS.md §3).
+        let mut values: [Vec<u64>; 4] = Default::default();
+        for v in &mut values {
+            v.reserve(m.policies.len());
+        }
         for (no, p) in m.policies.iter().enumerate() {
             let (mut mask, mut fields) = policy_fields(p);
             // A query's top-level `action = v` / `action in (...)` indexes a policy without an
             // `action` criterion under each of those values (none: it can never match).
-            let actions: Vec<Option<u64>> =
+            let actions: SmallVec<[Option<u64>; 4]> =
                 match (&p.action, p.query.as_ref().and_then(|q| q.action_keys())) {
                     (None, Some(keys)) => {
                         mask |= 1;
                         keys.iter().map(|k| Some(hash_str(k))).collect()
                     }
-                    _ => vec![fields[0]],
+                    _ => smallvec::smallvec![fields[0]],
                 };
             for action in actions {
                 fields[0] = action;
                 for (set, field) in values.iter_mut().zip(fields) {
                     if let Some(v) = field {
-                        set.insert(v);
+                        set.push(v);
                     }
                 }
                 let key = combine(mask, &fields).unwrap_or(0);
@@ -364,7 +397,11 @@ impl Matcher {
             k.slot = m.paths.key_slot(&k.field);
         }
         m.groups = groups.into_values().collect();
-        m.filters = values.map(|v| FieldFilter::new(&v));
+        m.filters = values.map(|mut v| {
+            v.sort_unstable();
+            v.dedup();
+            FieldFilter::new(&v)
+        });
         m
     }
 
@@ -376,6 +413,12 @@ impl Matcher {
             Some(b) => self.program.eval(*b, view, memo) && policy.criteria_match(view.event()),
             None => policy.matches_in(view),
         }
+    }
+
+    /// (rule number, negate) of indexed policy `no`'s enabled bindings.
+    fn edges_of(&self, no: usize) -> &[(u32, bool)] {
+        let at = |i: usize| self.edge_start.get(i).map_or(0, |&x| x as usize);
+        self.edges.get(at(no)..at(no + 1)).unwrap_or_default()
     }
 
     /// Number of rules that can fire (enabled, with an enabled binding).
@@ -420,7 +463,7 @@ impl Matcher {
                 if !raises && !self.matches(no, &view, &mut memo) {
                     continue;
                 }
-                for &(rule, negate) in &self.edges[no] {
+                for &(rule, negate) in self.edges_of(no) {
                     if negate {
                         *negated_hits.entry(rule).or_default() += 1;
                     } else if !raises {
@@ -444,7 +487,7 @@ impl Matcher {
                 if !self.matches(no as usize, &view, &mut memo) {
                     continue;
                 }
-                for &(rule, negate) in &self.edges[no as usize] {
+                for &(rule, negate) in self.edges_of(no as usize) {
                     if negate {
                         *negated_hits.entry(rule).or_default() += 1;
                     } else {
