@@ -66,8 +66,7 @@ struct FieldFilter {
 }
 
 impl FieldFilter {
-    /// `values` distinct (the filter is sized by their number).
-    fn new(values: &[u64]) -> Self {
+    fn new(values: &FxHashSet<u64>) -> Self {
         let slots = (values.len().max(1) * 16).next_power_of_two().max(64);
         let mut f = FieldFilter {
             bits: vec![0; slots / 64],
@@ -289,13 +288,11 @@ impl Matcher {
             if !rule.enabled {
                 continue;
             }
-            let enabled: Vec<&Arc<PolicyBinding>> = by_rule
-                .get(rule_pk)
-                .map(|bs| bs.iter().copied().filter(|b| b.enabled).collect())
-                .unwrap_or_default();
-            if enabled.is_empty() {
+            let bound = by_rule.get(rule_pk).map_or(&[][..], Vec::as_slice);
+            if !bound.iter().any(|b| b.enabled) {
                 continue;
             }
+            let enabled = bound.iter().copied().filter(|b| b.enabled);
             let rule_no = m.rules.len() as u32;
             m.rules.push(rule.clone());
             let mut negated = 0;
@@ -348,12 +345,12 @@ impl Matcher {
             m.edge_start.push(m.edges.len() as u32);
         }
         let mut groups: BTreeMap<u8, Group> = BTreeMap::new();
-        // Collected with repeats and made distinct once by sorting: cheaper than a hash set
-        // insert per policy and field (BENCHMARKS.md §3).
-        let mut values: [Vec<u64>; 4] = Default::default();
+        let mut values: [FxHashSet<u64>; 4] = Default::default();
         for v in &mut values {
             v.reserve(m.policies.len());
         }
+        // (signature, key, policy number) of every index entry.
+        let mut entries: Vec<(u8, u64, u32)> = Vec::with_capacity(m.policies.len());
         for (no, p) in m.policies.iter().enumerate() {
             let (mut mask, mut fields) = policy_fields(p);
             // A query's top-level `action = v` / `action in (...)` indexes a policy without an
@@ -370,15 +367,26 @@ impl Matcher {
                 fields[0] = action;
                 for (set, field) in values.iter_mut().zip(fields) {
                     if let Some(v) = field {
-                        set.push(v);
+                        set.insert(v);
                     }
                 }
-                let key = combine(mask, &fields).unwrap_or(0);
-                let g = groups.entry(mask).or_insert_with(|| Group {
-                    mask,
-                    by_key: FxHashMap::default(),
-                });
-                g.by_key.entry(key).or_default().push(no as u32, p);
+                entries.push((mask, combine(mask, &fields).unwrap_or(0), no as u32));
+            }
+        }
+        // Each group's table sized once for its entries: grown entry by entry, its rehashes
+        // were a tenth of a rebuild (BENCHMARKS.md §3).
+        let mut per_mask = [0usize; 16];
+        for &(mask, _, _) in &entries {
+            per_mask[mask as usize & 15] += 1;
+        }
+        for (mask, key, no) in entries {
+            let g = groups.entry(mask).or_insert_with(|| {
+                let mut by_key = FxHashMap::default();
+                by_key.reserve(per_mask[mask as usize & 15]);
+                Group { mask, by_key }
+            });
+            if let Some(p) = m.policies.get(no as usize) {
+                g.by_key.entry(key).or_default().push(no, p);
             }
         }
         // Every query bound into the program, which gives its paths their slots (logged
@@ -397,11 +405,7 @@ impl Matcher {
             k.slot = m.paths.key_slot(&k.field);
         }
         m.groups = groups.into_values().collect();
-        m.filters = values.map(|mut v| {
-            v.sort_unstable();
-            v.dedup();
-            FieldFilter::new(&v)
-        });
+        m.filters = values.map(|v| FieldFilter::new(&v));
         m
     }
 
