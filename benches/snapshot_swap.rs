@@ -62,7 +62,7 @@ fn main() {
     assert_eq!(check.status, 200, "the PATCH must succeed");
 
     // `SWAP_PATCHES=n`: exactly n PATCHes and nothing else (for `valgrind --tool=callgrind
-    // --toggle-collect='*apply_command*'`, whose instruction counts repeat where times do not).
+    // --toggle-collect='*apply_command_at*'`, whose instruction counts repeat where times do not).
     if let Some(n) = std::env::var("SWAP_PATCHES")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())

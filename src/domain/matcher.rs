@@ -333,17 +333,20 @@ impl Matcher {
         }
         // Stable: a policy's edges stay in rule then binding order.
         edges.sort_by_key(|&(no, _, _)| no);
-        m.edge_start = Vec::with_capacity(m.policies.len() + 1);
-        m.edges = Vec::with_capacity(edges.len());
-        for (no, rule, negate) in edges {
-            while m.edge_start.len() <= no as usize {
-                m.edge_start.push(m.edges.len() as u32);
+        // Policy n's edges start after those of every policy before it.
+        m.edge_start = vec![0; m.policies.len() + 1];
+        for &(no, _, _) in &edges {
+            if let Some(c) = m.edge_start.get_mut(no as usize + 1) {
+                *c += 1;
             }
-            m.edges.push((rule, negate));
         }
-        while m.edge_start.len() <= m.policies.len() {
-            m.edge_start.push(m.edges.len() as u32);
+        for i in 1..m.edge_start.len() {
+            m.edge_start[i] += m.edge_start[i - 1];
         }
+        m.edges = edges
+            .into_iter()
+            .map(|(_, rule, negate)| (rule, negate))
+            .collect();
         let mut groups: BTreeMap<u8, Group> = BTreeMap::new();
         let mut values: [FxHashSet<u64>; 4] = Default::default();
         for v in &mut values {

@@ -139,6 +139,18 @@ impl PolicySet {
     }
 }
 
+/// Removes `pk` from a shared map; whether it was there. A map without it is not copied.
+fn remove<T>(map: &mut Map<T>, pk: &Uuid) -> bool {
+    map.contains_key(pk) && Arc::make_mut(map).remove(pk).is_some()
+}
+
+/// Removes the entries `gone` picks from a shared map. A map without any is not copied.
+fn drop_where<T>(map: &mut Map<T>, gone: impl Fn(&T) -> bool) {
+    if map.values().any(|v| gone(v)) {
+        Arc::make_mut(map).retain(|_, v| !gone(v));
+    }
+}
+
 /// A mutable copy of a snapshot's state. Removing a policy or rule removes the bindings that
 /// reference it, as authentik's `on_delete=CASCADE` does.
 #[derive(Debug, Clone)]
@@ -162,21 +174,17 @@ impl PolicySetBuilder {
     }
 
     pub fn remove_policy(&mut self, pk: &Uuid) -> bool {
-        if self.bindings.values().any(|b| b.policy == *pk) {
-            Arc::make_mut(&mut self.bindings).retain(|_, b| b.policy != *pk);
-        }
-        self.policies.contains_key(pk) && Arc::make_mut(&mut self.policies).remove(pk).is_some()
+        drop_where(&mut self.bindings, |b| b.policy == *pk);
+        remove(&mut self.policies, pk)
     }
 
     pub fn remove_rule(&mut self, pk: &Uuid) -> bool {
-        if self.bindings.values().any(|b| b.target == *pk) {
-            Arc::make_mut(&mut self.bindings).retain(|_, b| b.target != *pk);
-        }
-        self.rules.contains_key(pk) && Arc::make_mut(&mut self.rules).remove(pk).is_some()
+        drop_where(&mut self.bindings, |b| b.target == *pk);
+        remove(&mut self.rules, pk)
     }
 
     pub fn remove_binding(&mut self, pk: &Uuid) -> bool {
-        self.bindings.contains_key(pk) && Arc::make_mut(&mut self.bindings).remove(pk).is_some()
+        remove(&mut self.bindings, pk)
     }
 
     /// Freezes the state as the given version and compiles its matcher.
