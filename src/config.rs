@@ -111,6 +111,17 @@ impl KafkaSettings {
         std::time::Duration::from_millis(ms)
     }
 
+    /// How often a group member heartbeats (`heartbeat.interval.ms`, librdkafka's default 3 s
+    /// when not overridden).
+    pub fn heartbeat_interval(&self) -> std::time::Duration {
+        let ms = self
+            .librdkafka_properties()
+            .get("heartbeat.interval.ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3_000);
+        std::time::Duration::from_millis(ms)
+    }
+
     /// The largest record the producer may write (`message.max.bytes`, librdkafka's default
     /// 1,000,000 when not overridden).
     pub fn max_record_bytes(&self) -> usize {

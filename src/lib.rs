@@ -33,6 +33,7 @@
 //! * [`kafka`]: client settings, the output producer (permanent errors reported, retriable
 //!   ones retried), topic creation.
 //! * [`metrics`], [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
+//! * [`freeze`]: knowing that this process was stopped long enough to lose its partitions.
 //! * [`watchdog`]: group lag from committed offsets, "no progress while work waits", group
 //!   rejoins.
 //!
@@ -57,7 +58,7 @@ pub mod ingest;
 pub mod replay;
 pub mod tools;
 
-pub use daemon::{effects, http, kafka, metrics, pipeline, readers, watchdog};
+pub use daemon::{effects, freeze, http, kafka, metrics, pipeline, readers, watchdog};
 pub use domain::{
     catalog, control, engine, events, index, matcher, notify, policy, policyset, pyrepr, rules,
     validate,

@@ -212,9 +212,12 @@ fn zombie_scenario(env: &TestEnv) {
     for r in &results {
         *per_id.entry(r.key.clone().unwrap_or_default()).or_default() += 1;
     }
+    // A failure here once (stop 24) printed only the counts; the logs say who answered.
     assert!(
         per_id.values().all(|c| *c == 1),
-        "no result twice: {per_id:?}"
+        "no result twice: {per_id:?}\nA:\n{}\nB:\n{}",
+        a.logs(),
+        b.logs()
     );
     assert!(
         b.metric("eventmatchd_notifications_healed_total")

@@ -27,10 +27,10 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -46,6 +46,9 @@ pub struct OwnerContext {
     owned: Mutex<Vec<i32>>,
     /// Set on every assignment: the loop must scan the results topic before emitting.
     takeover: AtomicBool,
+    /// Bumped on every assignment and revocation, so that a command read before one is not
+    /// acted on after it (the loop holds commands while the process is suspect, see `freeze`).
+    generation: AtomicU64,
     metrics: Metrics,
     /// Progress and held partitions, for the watchdog and `/readyz`.
     beat: Arc<crate::watchdog::Beat>,
@@ -65,6 +68,7 @@ impl ConsumerContext for OwnerContext {
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(_) = rebalance {
+            self.generation.fetch_add(1, Ordering::SeqCst);
             // Hand over cleanly: commit what was emitted so the next owner starts after it.
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 tracing::debug!(error = %e, "commit on control revoke (nothing stored is fine)");
@@ -80,6 +84,7 @@ impl ConsumerContext for OwnerContext {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            self.generation.fetch_add(1, Ordering::SeqCst);
             let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             if !parts.is_empty() {
                 tracing::info!(partitions = ?parts, "control partition assigned: emitting control side effects");
@@ -98,6 +103,11 @@ impl ConsumerContext for OwnerContext {
 }
 
 impl OwnerContext {
+    /// Counts rebalances (assignments and revocations) seen by this member.
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     fn owns_any(&self) -> bool {
         self.owned.lock().map(|o| !o.is_empty()).unwrap_or(false)
     }
@@ -117,6 +127,7 @@ pub fn owner_consumer(
     cfg.create_with_context(OwnerContext {
         owned: Mutex::new(Vec::new()),
         takeover: AtomicBool::new(false),
+        generation: AtomicU64::new(0),
         metrics,
         beat,
         group: settings.kafka.control_group_id.clone(),
@@ -252,6 +263,9 @@ pub struct OwnerDeps {
     /// before it, so a notification that exists is never a 404 and `mark_all_seen` misses none.
     pub tail_progress: Arc<Progress>,
     pub tail_watermarks: Arc<dyn Fn() -> Option<HashMap<i32, i64>> + Send + Sync>,
+    /// Whether this process is just waking from a freeze long enough to have lost the
+    /// control partition without knowing it yet.
+    pub freeze: Arc<crate::freeze::FreezeClock>,
 }
 
 /// Emits control side effects while this instance owns the control partition; prunes the
@@ -266,23 +280,51 @@ pub async fn run_control_owner(
         tracing::error!(error = %e, "cannot join the control group; control side effects will not be emitted here");
         return;
     }
-    let mut emitted: HashMap<i32, i64> = HashMap::new();
-    // The notification topic's end as last fetched, and the control reader's position when
-    // that fetch began: every control record below that position was in the log before the
-    // fetch, so the fetch already covers the notifications its sender could have seen. A burst
-    // of notification commands then costs one ListOffsets round trip, not one each.
-    let mut tail_end: Option<(HashMap<i32, i64>, HashMap<i32, i64>)> = None;
+    let mut state = OwnerState::default();
     let mut prune = tokio::time::interval(Duration::from_secs(2));
+    // Commands read but not yet acted on, each with the rebalance generation it was read in.
+    // Normally a command waits here for one loop turn. While this process is just waking from
+    // a freeze (see `freeze`), commands wait until the group has had time to say whether this
+    // member still owns the partition (the callbacks run in `recv`, which keeps being polled);
+    // a command read before a rebalance is dropped, and whoever owns the partition after it
+    // reads it again from the committed offset.
+    let mut read: VecDeque<(u64, OwnedMessage)> = VecDeque::new();
     loop {
-        let msg = tokio::select! {
-            m = consumer.recv() => m,
+        let trusted = !deps.freeze.suspect();
+        if trusted {
+            if let Some((generation, msg)) = read.pop_front() {
+                if generation != consumer.context().generation() {
+                    tracing::info!(
+                        partition = msg.partition(),
+                        offset = msg.offset(),
+                        "control command read before a rebalance; left to the partition's owner"
+                    );
+                    continue;
+                }
+                if !act(&consumer, &deps, &topic, &msg, &mut state, &mut shutdown).await {
+                    break;
+                }
+                continue;
+            }
+        }
+        tokio::select! {
+            m = consumer.recv() => match m {
+                Ok(m) => read.push_back((consumer.context().generation(), m.detach())),
+                Err(e) => {
+                    tracing::warn!(error = %e, "control group read error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            },
+            // Look again at whether this process is trusted.
+            _ = tokio::time::sleep(crate::freeze::TICK), if !read.is_empty() => {}
             _ = prune.tick() => {
                 if consumer.context().owns_any() {
-                    heal(&deps).await;
+                    if trusted {
+                        heal(&deps).await;
+                    }
                 } else {
                     prune_outbox(&consumer, &topic, &deps.control_partitions, &deps.outbox);
                 }
-                continue;
             }
             _ = shutdown.changed() => break,
             _ = consumer.context().beat.rejoin.notified() => {
@@ -291,115 +333,138 @@ pub async fn run_control_owner(
                     Ok(()) => tracing::info!("left and joined the control group again"),
                     Err(e) => tracing::error!(error = %e, "joining the control group again failed"),
                 }
-                continue;
             }
-        };
-        let msg = match msg {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "control group read error");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        if consumer.context().takeover.swap(false, Ordering::SeqCst) {
-            emitted = scan_emitted(&deps.settings).await;
-            tracing::info!(already_emitted = ?emitted, "took over control side effects");
         }
-        let (p, o) = (msg.partition(), msg.offset());
-        let sent_at = msg
-            .timestamp()
-            .to_millis()
-            .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis);
-        // Our reader must have applied this command (and all before it) first.
-        let target: HashMap<i32, i64> = [(p, o + 1)].into_iter().collect();
-        if !deps
-            .control_progress
-            .wait_for(&target, Reach::Applied, &mut shutdown)
-            .await
-        {
-            break;
-        }
-        let done_before = emitted.get(&p).is_some_and(|e| o <= *e);
-        let pending = deps.outbox.take(p, o);
-        if !done_before {
-            let records = match pending {
-                Some(Pending::Ready(records)) => records,
-                Some(Pending::Deferred(payload)) => {
-                    let covered = tail_end
-                        .as_ref()
-                        .is_some_and(|(_, below)| below.get(&p).is_some_and(|b| o < *b));
-                    if !covered {
-                        let below: HashMap<i32, i64> = deps
-                            .control_partitions
-                            .iter()
-                            .map(|cp| (*cp, deps.control_progress.next(*cp)))
-                            .collect();
-                        tail_end = tokio::task::block_in_place(|| (deps.tail_watermarks)())
-                            .map(|ends| (ends, below));
-                    }
-                    if let Some((ends, _)) = &tail_end {
-                        if !deps
-                            .tail_progress
-                            .wait_for(ends, Reach::Applied, &mut shutdown)
-                            .await
-                        {
-                            break;
-                        }
-                    }
-                    let out = deps.engine.apply_command_at(
-                        &payload,
-                        CommandSource {
-                            partition: p,
-                            offset: o,
-                        },
-                        sent_at,
-                    );
-                    deps.metrics
-                        .control_commands
-                        .with_label_values(&[out.resource, &out.method, &out.status.to_string()])
-                        .inc();
-                    out.records
-                }
-                None => {
-                    tracing::warn!(partition = p, offset = o, "control command not in the outbox (below the start floor); not emitted again");
-                    Vec::new()
-                }
-            };
-            if !consumer.context().owns_any() {
-                // Revoked while this command was prepared (the callback ran in `recv`): the
-                // next owner emits it; emitting here too would answer it twice.
-                tracing::info!(
-                    partition = p,
-                    offset = o,
-                    "control partition lost; not emitting"
-                );
-                continue;
-            }
-            emit(
-                &deps,
-                records,
-                ControlOrigin {
-                    partition: p,
-                    offset: o,
-                },
-            )
-            .await;
-        }
-        // `store_offsets` stores exactly the next offset (`store_offset` would add one).
-        let mut tpl = TopicPartitionList::new();
-        let stored = tpl
-            .add_partition_offset(&topic, p, Offset::Offset(o + 1))
-            .and_then(|()| consumer.store_offsets(&tpl));
-        if let Err(e) = stored {
-            tracing::warn!(error = %e, "storing control offset");
-        }
-        consumer.context().beat.progress();
     }
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(error = %e, "final control commit (nothing stored is fine)");
     }
     deps.metrics.control_owner.set(0);
+}
+
+/// What the owner loop carries from one command to the next.
+#[derive(Default)]
+struct OwnerState {
+    /// Per control partition, the highest offset whose result a predecessor already emitted
+    /// (found on the results topic at takeover).
+    emitted: HashMap<i32, i64>,
+    /// The notification topic's end as last fetched, and the control reader's position when
+    /// that fetch began: every control record below that position was in the log before the
+    /// fetch, so the fetch already covers the notifications its sender could have seen. A burst
+    /// of notification commands then costs one ListOffsets round trip, not one each.
+    tail_end: Option<(HashMap<i32, i64>, HashMap<i32, i64>)>,
+}
+
+/// Acts on one control command as the owner: emits its side effects unless its result is
+/// already on the results topic, then stores the next offset. False when shutdown interrupted.
+async fn act(
+    consumer: &StreamConsumer<OwnerContext>,
+    deps: &OwnerDeps,
+    topic: &str,
+    msg: &OwnedMessage,
+    state: &mut OwnerState,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    if consumer.context().takeover.swap(false, Ordering::SeqCst) {
+        state.emitted = scan_emitted(&deps.settings).await;
+        tracing::info!(already_emitted = ?state.emitted, "took over control side effects");
+    }
+    let (p, o) = (msg.partition(), msg.offset());
+    let sent_at = msg
+        .timestamp()
+        .to_millis()
+        .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis);
+    // Our reader must have applied this command (and all before it) first.
+    let target: HashMap<i32, i64> = [(p, o + 1)].into_iter().collect();
+    if !deps
+        .control_progress
+        .wait_for(&target, Reach::Applied, shutdown)
+        .await
+    {
+        return false;
+    }
+    let done_before = state.emitted.get(&p).is_some_and(|e| o <= *e);
+    let pending = deps.outbox.take(p, o);
+    if !done_before {
+        let records = match pending {
+            Some(Pending::Ready(records)) => records,
+            Some(Pending::Deferred(payload)) => {
+                let covered = state
+                    .tail_end
+                    .as_ref()
+                    .is_some_and(|(_, below)| below.get(&p).is_some_and(|b| o < *b));
+                if !covered {
+                    let below: HashMap<i32, i64> = deps
+                        .control_partitions
+                        .iter()
+                        .map(|cp| (*cp, deps.control_progress.next(*cp)))
+                        .collect();
+                    state.tail_end = tokio::task::block_in_place(|| (deps.tail_watermarks)())
+                        .map(|ends| (ends, below));
+                }
+                if let Some((ends, _)) = &state.tail_end {
+                    if !deps
+                        .tail_progress
+                        .wait_for(ends, Reach::Applied, shutdown)
+                        .await
+                    {
+                        return false;
+                    }
+                }
+                let out = deps.engine.apply_command_at(
+                    &payload,
+                    CommandSource {
+                        partition: p,
+                        offset: o,
+                    },
+                    sent_at,
+                );
+                deps.metrics
+                    .control_commands
+                    .with_label_values(&[out.resource, &out.method, &out.status.to_string()])
+                    .inc();
+                out.records
+            }
+            None => {
+                tracing::warn!(
+                    partition = p,
+                    offset = o,
+                    "control command not in the outbox (below the start floor); not emitted again"
+                );
+                Vec::new()
+            }
+        };
+        if !consumer.context().owns_any() {
+            // Revoked while this command was prepared (the callback ran in `recv`): the
+            // next owner emits it; emitting here too would answer it twice.
+            tracing::info!(
+                partition = p,
+                offset = o,
+                "control partition lost; not emitting"
+            );
+            // Nor stored: the next owner reads it again from the committed offset.
+            return true;
+        }
+        emit(
+            deps,
+            records,
+            ControlOrigin {
+                partition: p,
+                offset: o,
+            },
+        )
+        .await;
+    }
+    // `store_offsets` stores exactly the next offset (`store_offset` would add one).
+    let mut tpl = TopicPartitionList::new();
+    let stored = tpl
+        .add_partition_offset(topic, p, Offset::Offset(o + 1))
+        .and_then(|()| consumer.store_offsets(&tpl));
+    if let Err(e) = stored {
+        tracing::warn!(error = %e, "storing control offset");
+    }
+    consumer.context().beat.progress();
+    true
 }
 
 /// A result that always fits, standing in for one that cannot be written (or for a command

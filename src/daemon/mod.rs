@@ -7,6 +7,7 @@
 //! be acknowledged and committed, flush, all within `shutdown.drain_timeout_secs`.
 
 pub mod effects;
+pub mod freeze;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
@@ -312,6 +313,13 @@ async fn run_kafka(
             control_partitions: control_parts.clone(),
             tail_progress: tail_progress.clone(),
             tail_watermarks: tail_watermarks.clone(),
+            // A pause of half the session timeout may already have cost the membership (the
+            // last heartbeat can be up to an interval older than the pause); after one, wait
+            // two heartbeats for the coordinator's answer and the callback it causes.
+            freeze: freeze::FreezeClock::start(
+                settings.kafka.session_timeout() / 2,
+                settings.kafka.heartbeat_interval() * 2 + Duration::from_secs(1),
+            ),
         },
         stop.clone(),
     )));
