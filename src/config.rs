@@ -103,22 +103,22 @@ impl KafkaSettings {
     /// How long the group coordinator may wait for a member that stopped heartbeating
     /// (`session.timeout.ms`, librdkafka's default 45 s when not overridden).
     pub fn session_timeout(&self) -> std::time::Duration {
-        let ms = self
-            .librdkafka_properties()
-            .get("session.timeout.ms")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(45_000);
-        std::time::Duration::from_millis(ms)
+        self.millis("session.timeout.ms", 45_000)
     }
 
     /// How often a group member heartbeats (`heartbeat.interval.ms`, librdkafka's default 3 s
     /// when not overridden).
     pub fn heartbeat_interval(&self) -> std::time::Duration {
+        self.millis("heartbeat.interval.ms", 3_000)
+    }
+
+    /// A librdkafka property in milliseconds, or `default` when it is not set (or not a number).
+    fn millis(&self, key: &str, default: u64) -> std::time::Duration {
         let ms = self
             .librdkafka_properties()
-            .get("heartbeat.interval.ms")
+            .get(key)
             .and_then(|v| v.parse().ok())
-            .unwrap_or(3_000);
+            .unwrap_or(default);
         std::time::Duration::from_millis(ms)
     }
 

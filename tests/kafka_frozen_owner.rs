@@ -12,21 +12,10 @@
 
 mod helpers;
 
-use helpers::kafka::{eventually, read_all, read_until, Daemon, TestEnv};
+use helpers::kafka::{eventually, read_all, read_until, Daemon, TestEnv, FAST_FAILOVER};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
-
-const FAST: [(&str, &str); 2] = [
-    (
-        "EVENTMATCHD__KAFKA__PROPERTIES__SESSION__TIMEOUT__MS",
-        "6000",
-    ),
-    (
-        "EVENTMATCHD__KAFKA__PROPERTIES__HEARTBEAT__INTERVAL__MS",
-        "1000",
-    ),
-];
 
 /// A command whose result is a 404 whoever answers it: nothing else changes, so the only
 /// thing observed is how many times it is answered.
@@ -53,12 +42,12 @@ fn a_woken_owner_answers_nothing_its_successor_answered() {
     let env = TestEnv::on_mock(&cluster, "frozen", 1);
     let producer = env.producer();
     let d1 = {
-        let mut d = Daemon::start(&env, "d1", &FAST);
+        let mut d = Daemon::start(&env, "d1", &FAST_FAILOVER);
         d.wait_ready(Duration::from_secs(30));
         d
     };
     let d2 = {
-        let mut d = Daemon::start(&env, "d2", &FAST);
+        let mut d = Daemon::start(&env, "d2", &FAST_FAILOVER);
         d.wait_ready(Duration::from_secs(30));
         d
     };

@@ -14,22 +14,13 @@
 
 mod helpers;
 
-use helpers::kafka::{eventually, latest_by_key, read_all, read_until, Daemon, TestEnv};
+use helpers::kafka::{
+    eventually, latest_by_key, read_all, read_until, Daemon, TestEnv, FAST_FAILOVER,
+};
 use helpers::workload::{login_event, login_to_user};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
-
-const FAST: [(&str, &str); 2] = [
-    (
-        "EVENTMATCHD__KAFKA__PROPERTIES__SESSION__TIMEOUT__MS",
-        "6000",
-    ),
-    (
-        "EVENTMATCHD__KAFKA__PROPERTIES__HEARTBEAT__INTERVAL__MS",
-        "1000",
-    ),
-];
 
 #[test]
 fn a_paused_instances_late_write_is_healed_on_the_mock_cluster() {
@@ -44,7 +35,7 @@ fn an_older_state_written_late_is_healed_on_tansu() {
     let env = TestEnv::new("stale", 1);
     let producer = env.producer();
     setup(&env);
-    let mut d = Daemon::start(&env, "d", &FAST);
+    let mut d = Daemon::start(&env, "d", &FAST_FAILOVER);
     d.wait_ready(Duration::from_secs(30));
     producer.send_json(&env.events, &login());
     producer.flush();
@@ -113,7 +104,7 @@ fn zombie_scenario(env: &TestEnv) {
     setup(env);
     // Both hold their outputs for 4 s before sending them. Whichever gets the event
     // partition is "A", the one stopped.
-    let mut opts: Vec<(&str, &str)> = FAST.to_vec();
+    let mut opts: Vec<(&str, &str)> = FAST_FAILOVER.to_vec();
     opts.push(("EVENTMATCHD__KAFKA__PROPERTIES__LINGER__MS", "4000"));
     let mut d1 = Daemon::start(env, "d1", &opts);
     d1.wait_ready(Duration::from_secs(30));

@@ -16,6 +16,19 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Daemon settings whose group session expires 6 s after the member stops heartbeating
+/// (librdkafka passthrough), so failover tests do not wait the default 45 s.
+pub const FAST_FAILOVER: [(&str, &str); 2] = [
+    (
+        "EVENTMATCHD__KAFKA__PROPERTIES__SESSION__TIMEOUT__MS",
+        "6000",
+    ),
+    (
+        "EVENTMATCHD__KAFKA__PROPERTIES__HEARTBEAT__INTERVAL__MS",
+        "1000",
+    ),
+];
+
 pub fn brokers() -> String {
     std::env::var("EVENTMATCHD_TEST_BROKERS").unwrap_or_else(|_| {
         panic!(
@@ -161,29 +174,16 @@ impl TestEnv {
         Daemon::start(self, name, &[])
     }
 
-    /// A daemon whose group session expires 6 s after it dies (librdkafka passthrough), so
-    /// failover tests do not wait the default 45 s.
+    /// A daemon whose group session expires 6 s after it dies ([`FAST_FAILOVER`]).
     pub fn start_daemon_fast_failover(&self, name: &str) -> Daemon {
-        Daemon::start(
-            self,
-            name,
-            &[
-                (
-                    "EVENTMATCHD__KAFKA__PROPERTIES__SESSION__TIMEOUT__MS",
-                    "6000",
-                ),
-                (
-                    "EVENTMATCHD__KAFKA__PROPERTIES__HEARTBEAT__INTERVAL__MS",
-                    "1000",
-                ),
-                // Every notification read back is logged: the kill -9 scenario uses it as
-                // evidence of what the restarted daemon saw on the topic.
-                (
-                    "RUST_LOG",
-                    "info,eventmatchd=debug,eventmatchd::daemon::readers=trace",
-                ),
-            ],
-        )
+        let mut opts = FAST_FAILOVER.to_vec();
+        // Every notification read back is logged: the kill -9 scenario uses it as evidence of
+        // what the restarted daemon saw on the topic.
+        opts.push((
+            "RUST_LOG",
+            "info,eventmatchd=debug,eventmatchd::daemon::readers=trace",
+        ));
+        Daemon::start(self, name, &opts)
     }
 }
 
