@@ -92,7 +92,23 @@ fn a_restarted_daemon_recovers_policies_and_notifications() {
         want_records,
         "replayed events produced nothing new"
     );
+    // Every notification record says how it was rendered (issue 12 target 5): d2 held d1's
+    // records without their bodies, trusting the header, and rendered them again for the PATCH
+    // exactly as d1 wrote them.
+    for r in records.iter().filter(|r| r.value.is_some()) {
+        let h = r.headers.get("eventmatchd-rendered").map(String::as_str);
+        assert!(
+            h.is_some_and(|h| h.starts_with("1:bc")),
+            "rendered header on {:?}: {h:?}",
+            r.key
+        );
+    }
     let latest = latest_by_key(&records);
+    let before = notes[1].value.as_ref().expect("value");
+    let after = latest[&other_pk].value.as_ref().expect("value");
+    for field in ["body", "created", "event", "severity", "user", "rule"] {
+        assert_eq!(before[field], after[field], "{field} after the restart");
+    }
     assert_eq!(latest.len(), all.notifications.len());
     assert_eq!(
         latest[&seen_pk].value.as_ref().map(|v| v["seen"].clone()),

@@ -381,9 +381,18 @@ fn restore_from_the_output_topic_rebuilds_the_index() {
     let mut fc = Control::new(&fresh);
     failed_login_setup(&mut fc);
     for r in recs.iter().chain(std::iter::once(&update)) {
-        assert!(fresh.restore_notification(r.key.as_deref().map(str::as_bytes), r.value.as_deref()));
+        let header = r.rendered.map(|r| r.header().as_str().to_string());
+        assert!(
+            header.is_some(),
+            "every notification record says how it was rendered"
+        );
+        assert!(fresh.restore_notification(
+            r.key.as_deref().map(str::as_bytes),
+            r.value.as_deref(),
+            header.as_deref().map(str::as_bytes)
+        ));
     }
-    assert!(!fresh.restore_notification(Some(b"k"), Some(b"not a notification")));
+    assert!(!fresh.restore_notification(Some(b"k"), Some(b"not a notification"), None));
     assert!(
         fresh
             .index()
@@ -397,6 +406,6 @@ fn restore_from_the_output_topic_rebuilds_the_index() {
         "seen not reset after restart"
     );
     // A tombstone removes it.
-    assert!(fresh.restore_notification(Some(pk.as_bytes()), None));
+    assert!(fresh.restore_notification(Some(pk.as_bytes()), None, None));
     assert!(fresh.index().get(&pk.parse().expect("uuid")).is_none());
 }

@@ -104,6 +104,25 @@ pub fn rss_bytes(pid: Option<u32>) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// This process's CPU time so far, user and system, in seconds (from /proc; 0 where it is
+/// not readable). Clock ticks of 10 ms: for spans of seconds.
+pub fn cpu_secs() -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return (0.0, 0.0);
+    };
+    // The command name (field 2) may hold spaces; fields after its closing parenthesis.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |n: usize| -> f64 {
+        rest.split_whitespace()
+            .nth(n)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 100.0
+    };
+    // utime and stime are fields 14 and 15, the 12th and 13th after the parenthesis.
+    (field(11), field(12))
+}
+
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }

@@ -499,6 +499,7 @@ pub fn refused_result(original: &OutRecord, why: &str) -> OutRecord {
         topic: OutTopic::Results,
         key: original.key.as_ref().map(|k| k.chars().take(256).collect()),
         value: Some(serde_json::to_vec(&result).unwrap_or_default()),
+        rendered: None,
     }
 }
 
@@ -564,11 +565,13 @@ async fn heal(deps: &OwnerDeps) {
                 topic: OutTopic::Notifications,
                 key: Some(n.pk.to_string()),
                 value: Some(n.to_bytes()),
+                rendered: crate::notify::Rendered::of(&n),
             },
             crate::index::Heal::Deleted(pk) => OutRecord {
                 topic: OutTopic::Notifications,
                 key: Some(pk.to_string()),
                 value: None,
+                rendered: None,
             },
         })
         .collect();

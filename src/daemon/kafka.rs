@@ -256,22 +256,32 @@ impl Output {
         if let Some(v) = &r.value {
             rec = rec.payload(v.as_slice());
         }
+        if origin.is_none() && r.rendered.is_none() {
+            return rec;
+        }
+        let mut headers = OwnedHeaders::new_with_capacity(3);
         if let Some(o) = origin {
             let p = o.partition.to_string();
             let off = o.offset.to_string();
-            rec = rec.headers(
-                OwnedHeaders::new()
-                    .insert(Header {
-                        key: HEADER_CONTROL_PARTITION,
-                        value: Some(p.as_bytes()),
-                    })
-                    .insert(Header {
-                        key: HEADER_CONTROL_OFFSET,
-                        value: Some(off.as_bytes()),
-                    }),
-            );
+            headers = headers
+                .insert(Header {
+                    key: HEADER_CONTROL_PARTITION,
+                    value: Some(p.as_bytes()),
+                })
+                .insert(Header {
+                    key: HEADER_CONTROL_OFFSET,
+                    value: Some(off.as_bytes()),
+                });
         }
-        rec
+        if let Some(rendered) = &r.rendered {
+            // librdkafka copies the value.
+            let value = rendered.header();
+            headers = headers.insert(Header {
+                key: crate::notify::HEADER_RENDERED,
+                value: Some(value.as_bytes()),
+            });
+        }
+        rec.headers(headers)
     }
 
     /// Queues one record. `Err` is a permanent error (librdkafka refuses a record over

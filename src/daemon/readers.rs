@@ -18,7 +18,7 @@ use crate::kafka::ReaderContext;
 use crate::metrics::Metrics;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -319,7 +319,12 @@ pub async fn run_notification_tail(
                     offset = m.offset(),
                     "notification read back"
                 );
-                if !engine.restore_notification(m.key(), m.payload()) {
+                let rendered = m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|x| x.key == crate::notify::HEADER_RENDERED)
+                        .and_then(|x| x.value)
+                });
+                if !engine.restore_notification(m.key(), m.payload(), rendered) {
                     tracing::debug!(
                         partition = m.partition(),
                         offset = m.offset(),

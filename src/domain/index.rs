@@ -9,7 +9,7 @@
 //! reprocessing their event does not bring them back.
 
 use crate::events::Event;
-use crate::notify::{derived, examine, Notification};
+use crate::notify::{derived, examine, Notification, Rendered};
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use std::collections::{HashSet, VecDeque};
@@ -36,34 +36,61 @@ struct Held {
 }
 
 impl Held {
+    /// A copy of `n` to hold (`n` stays the caller's).
     fn new(
         n: &Notification,
         (body_derived, created_derived): (bool, bool),
         expires: Option<DateTime<Utc>>,
     ) -> Held {
         let keep = |derived: bool, s: &String| if derived { String::new() } else { s.clone() };
+        let copy = Notification {
+            pk: n.pk,
+            severity: n.severity,
+            body: keep(body_derived, &n.body),
+            hyperlink: n.hyperlink.clone(),
+            hyperlink_label: n.hyperlink_label.clone(),
+            created: keep(created_derived, &n.created),
+            event: n.event.clone(),
+            seen: n.seen,
+            user: n.user.clone(),
+            group: n.group,
+            rule: n.rule,
+            version: n.version,
+            // Known from the two fields of `Held`; `full` says it.
+            rendered: None,
+        };
         Held {
-            n: Notification {
-                pk: n.pk,
-                severity: n.severity,
-                body: keep(body_derived, &n.body),
-                hyperlink: n.hyperlink.clone(),
-                hyperlink_label: n.hyperlink_label.clone(),
-                created: keep(created_derived, &n.created),
-                event: n.event.clone(),
-                seen: n.seen,
-                user: n.user.clone(),
-                group: n.group,
-                rule: n.rule,
-                version: n.version,
-            },
+            n: copy,
             body_derived,
             created_derived,
             expires,
             produced: 0,
-            created_at: chrono::DateTime::parse_from_rfc3339(&n.created)
-                .map(|t| t.timestamp_micros())
-                .unwrap_or(i64::MIN),
+            created_at: micros(&n.created),
+        }
+    }
+
+    /// `n` itself, held (a record read back: nothing of it is needed elsewhere, so its fields
+    /// move instead of being copied and freed).
+    fn owned(
+        mut n: Notification,
+        (body_derived, created_derived): (bool, bool),
+        expires: Option<DateTime<Utc>>,
+    ) -> Held {
+        let created_at = micros(&n.created);
+        if created_derived {
+            n.created = String::new();
+        }
+        if body_derived {
+            n.body = String::new();
+        }
+        n.rendered = None;
+        Held {
+            n,
+            body_derived,
+            created_derived,
+            expires,
+            produced: 0,
+            created_at,
         }
     }
 
@@ -85,6 +112,7 @@ impl Held {
     /// The whole record.
     fn full(&self) -> Notification {
         let mut n = self.n.clone();
+        n.rendered = Some(self.derived());
         if self.body_derived || self.created_derived {
             let (body, created) = derived(&n.event).unwrap_or_default();
             if self.body_derived {
@@ -96,6 +124,13 @@ impl Held {
         }
         n
     }
+}
+
+/// `created` as microseconds since 1970 (`i64::MIN` when it is not a time).
+fn micros(created: &str) -> i64 {
+    DateTime::parse_from_rfc3339(created)
+        .map(|t| t.timestamp_micros())
+        .unwrap_or(i64::MIN)
 }
 
 /// A held notification as a list sees it: the fields filters and orderings read most, without
@@ -341,13 +376,23 @@ impl NotificationIndex {
     /// ignored and queued for healing ([`take_stale`](Self::take_stale)). Its body is kept
     /// only if it is not what the event renders to (a record written by another renderer).
     pub fn restore(&self, n: Notification) -> Restored {
+        self.restore_rendered(n, None)
+    }
+
+    /// [`restore`](Self::restore) of a record whose [`HEADER_RENDERED`](crate::notify::HEADER_RENDERED)
+    /// header said which fields its event renders to and when the event expires (`rendered`):
+    /// then the event is neither parsed nor rendered.
+    pub fn restore_rendered(&self, n: Notification, rendered: Option<Rendered>) -> Restored {
         use dashmap::mapref::entry::Entry;
         let pk = n.pk;
         if self.is_deleted(&pk) {
             self.mark_stale(pk);
             return Restored::Stale;
         }
-        let (derived, expires) = examine(&n);
+        let (derived, expires) = match rendered {
+            Some(r) => ((r.body, r.created), r.expires),
+            None => examine(&n),
+        };
         let fresh = match self.map.entry(pk) {
             Entry::Occupied(mut o) => {
                 if n.version < o.get().n.version {
@@ -355,11 +400,11 @@ impl NotificationIndex {
                     self.mark_stale(pk);
                     return Restored::Stale;
                 }
-                o.insert(Arc::new(Held::new(&n, derived, expires)));
+                o.insert(Arc::new(Held::owned(n, derived, expires)));
                 false
             }
             Entry::Vacant(v) => {
-                v.insert(Arc::new(Held::new(&n, derived, expires)));
+                v.insert(Arc::new(Held::owned(n, derived, expires)));
                 true
             }
         };
@@ -377,7 +422,7 @@ impl NotificationIndex {
     pub fn put_back(&self, n: Notification) {
         let (derived, expires) = examine(&n);
         self.map
-            .insert(n.pk, Arc::new(Held::new(&n, derived, expires)));
+            .insert(n.pk, Arc::new(Held::owned(n, derived, expires)));
     }
 
     fn mark_stale(&self, pk: Uuid) {
@@ -588,6 +633,7 @@ mod tests {
             group: None,
             rule: Uuid::from_u128(1),
             version: 0,
+            rendered: None,
         }
     }
 
@@ -657,6 +703,47 @@ mod tests {
             idx.get(&built.pk).map(|n| n.created.clone()),
             Some(format_ts(&fallback))
         );
+    }
+
+    /// A record restored with its rendered header is held exactly as one restored by
+    /// rendering its event to compare (the header only saves the work).
+    #[test]
+    fn restoring_with_the_rendered_header_holds_what_comparing_holds() {
+        let rule = NotificationRule {
+            destination_event_user: true,
+            ..NotificationRule::new(Uuid::from_u128(5), "r")
+        };
+        let contexts = [
+            json!({}),
+            json!({"message": "hi", "hyperlink": "https://x"}),
+            json!({"username": "jane", "n": 1.5, "q": "it's", "u": "é"}),
+        ];
+        for ctx in contexts {
+            let e = login(ctx);
+            let built = build(&rule, &e, &render(&e, Utc::now()))
+                .pop()
+                .expect("one");
+            let mut foreign = built.clone();
+            foreign.pk = Uuid::from_u128(99);
+            foreign.body = "written by another tool".into();
+            foreign.rendered = Some((false, true));
+            for n in [built, foreign] {
+                let (compared, trusted) = (NotificationIndex::new(10), NotificationIndex::new(10));
+                let mut read = n.clone();
+                read.rendered = None; // what a record read from the topic carries
+                compared.restore(read.clone());
+                trusted.restore_rendered(read, Rendered::of(&n));
+                let (a, b) = (
+                    compared.map.get(&n.pk).expect("held").clone(),
+                    trusted.map.get(&n.pk).expect("held").clone(),
+                );
+                assert_eq!(a.derived(), b.derived());
+                assert_eq!(a.expires, b.expires);
+                assert_eq!(a.n.body, b.n.body);
+                assert_eq!(compared.get(&n.pk), trusted.get(&n.pk));
+                assert_eq!(trusted.get(&n.pk).as_deref(), Some(&n));
+            }
+        }
     }
 
     #[test]

@@ -82,6 +82,200 @@ pub struct Notification {
     /// lower version (see [`crate::index`]). Absent in records written before it existed.
     #[serde(default)]
     pub version: u64,
+    /// Which of `body` and `created` are what the embedded event renders to, when whoever
+    /// made this value knows (built from an event, or a held state); `None` for a record read
+    /// from outside. Not part of the record: it travels as the [`HEADER_RENDERED`] header, so
+    /// that a reader holding the record need not render the event again to find out.
+    #[serde(skip)]
+    pub rendered: Option<(bool, bool)>,
+}
+
+/// The header on every notification record eventmatchd writes that says which of its fields
+/// are what its embedded event renders to, and when the event expires: a restarting instance
+/// then holds the record without its body (see [`crate::index`]) without parsing and rendering
+/// the event to compare (most of the catch-up's time before). The value names the renderer: a
+/// record rendered by another version of the rendering (a rolling upgrade) is compared as
+/// before. See [`Rendered::header`] for the format.
+pub const HEADER_RENDERED: &str = "eventmatchd-rendered";
+
+/// The rendering's generation, the first part of [`HEADER_RENDERED`]'s value. Change it (and
+/// the pinned hash in this module's tests) whenever what [`render`] writes for a body or a
+/// `created` changes.
+pub const RENDERER: &str = "1";
+
+/// A [`HEADER_RENDERED`] value, held on the stack.
+#[derive(Clone, Copy)]
+pub struct HeaderValue {
+    buf: [u8; HeaderValue::CAPACITY],
+    len: usize,
+}
+
+impl HeaderValue {
+    /// The longest value: renderer, two flags, an `i64` of seconds and nine digits, with
+    /// their separators, fit with room to spare.
+    const CAPACITY: usize = 48;
+
+    fn push(&mut self, bytes: &[u8]) {
+        let end = (self.len + bytes.len()).min(Self::CAPACITY);
+        let n = end - self.len;
+        self.buf[self.len..end].copy_from_slice(&bytes[..n]);
+        self.len = end;
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is pushed.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for HeaderValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the [`HEADER_RENDERED`] header says about a notification record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rendered {
+    /// The body is what the embedded event renders to.
+    pub body: bool,
+    /// So is `created`.
+    pub created: bool,
+    /// The embedded event's `expires`.
+    pub expires: Option<DateTime<Utc>>,
+}
+
+impl Rendered {
+    /// What the header says about `n`, when `n` knows how it was rendered (built from an
+    /// event, or a held state); `None` for a record read from outside.
+    pub fn of(n: &Notification) -> Option<Rendered> {
+        n.rendered.map(|(body, created)| Rendered {
+            body,
+            created,
+            expires: event_expires(n),
+        })
+    }
+
+    /// `{RENDERER}:{fields}` or `{RENDERER}:{fields}:{expires}`: `fields` has `b` when the
+    /// body is the event's rendering and `c` when `created` is; `expires` is the event's, as
+    /// seconds and nanoseconds since 1970 (`1893456000.000000000`), absent when it has none.
+    /// Written into a buffer on the stack: this is per notification on the event path, where
+    /// `format!` cost 2,000 instructions.
+    pub fn header(&self) -> HeaderValue {
+        let mut v = HeaderValue {
+            buf: [0; HeaderValue::CAPACITY],
+            len: 0,
+        };
+        v.push(RENDERER.as_bytes());
+        v.push(b":");
+        if self.body {
+            v.push(b"b");
+        }
+        if self.created {
+            v.push(b"c");
+        }
+        if let Some(t) = self.expires {
+            v.push(b":");
+            v.push(itoa::Buffer::new().format(t.timestamp()).as_bytes());
+            v.push(b".");
+            let nanos = t.timestamp_subsec_nanos();
+            let mut digits = [b'0'; 9];
+            let mut rest = nanos;
+            for d in digits.iter_mut().rev() {
+                // `% 10` is below 10: the cast cannot truncate.
+                *d = b'0' + (rest % 10) as u8;
+                rest /= 10;
+            }
+            v.push(&digits);
+        }
+        v
+    }
+
+    /// Reads a [`HEADER_RENDERED`] value; `None` when it is malformed or names another renderer.
+    pub fn parse(value: &[u8]) -> Option<Rendered> {
+        let text = std::str::from_utf8(value).ok()?;
+        let mut parts = text.splitn(3, ':');
+        if parts.next()? != RENDERER {
+            return None;
+        }
+        let (body, created) = match parts.next()? {
+            "bc" => (true, true),
+            "b" => (true, false),
+            "c" => (false, true),
+            "" => (false, false),
+            _ => return None,
+        };
+        let expires = match parts.next() {
+            None => None,
+            Some(t) => {
+                let (secs, nanos) = t.split_once('.')?;
+                if nanos.len() != 9 {
+                    return None;
+                }
+                Some(DateTime::from_timestamp(
+                    secs.parse().ok()?,
+                    nanos.parse().ok()?,
+                )?)
+            }
+        };
+        Some(Rendered {
+            body,
+            created,
+            expires,
+        })
+    }
+}
+
+/// A notification record as read back from the topic, before it is held: the same fields and
+/// the same serde rules as [`Notification`], but the body borrowed from the record's text (when
+/// it has no escapes). The index drops a body that is the event's rendering, so parsing it
+/// into a `String` would allocate and free it for nothing, for most records of a start-up
+/// catch-up.
+#[derive(Deserialize)]
+pub(crate) struct RecordView<'a> {
+    pk: Uuid,
+    severity: Severity,
+    #[serde(borrow)]
+    body: std::borrow::Cow<'a, str>,
+    hyperlink: Option<String>,
+    hyperlink_label: Option<String>,
+    created: String,
+    event: Arc<RawValue>,
+    seen: bool,
+    user: Option<NotificationUser>,
+    group: Option<Uuid>,
+    rule: Uuid,
+    #[serde(default)]
+    version: u64,
+}
+
+impl RecordView<'_> {
+    /// The record as a [`Notification`]; with `drop_body`, its body left empty.
+    pub(crate) fn into_notification(self, drop_body: bool) -> Notification {
+        Notification {
+            pk: self.pk,
+            severity: self.severity,
+            body: if drop_body {
+                String::new()
+            } else {
+                self.body.into_owned()
+            },
+            hyperlink: self.hyperlink,
+            hyperlink_label: self.hyperlink_label,
+            created: self.created,
+            event: self.event,
+            seen: self.seen,
+            user: self.user,
+            group: self.group,
+            rule: self.rule,
+            version: self.version,
+            rendered: None,
+        }
+    }
 }
 
 // `RawValue` has no `PartialEq`; two records are equal when their JSON text is.
@@ -258,6 +452,9 @@ pub fn build(rule: &NotificationRule, event: &Event, r: &EventRendering) -> Vec<
                 group,
                 rule: rule.pk,
                 version: 0,
+                // The body is the event's rendering; so is `created` when the event has one
+                // (otherwise it is the fallback, which the event does not give back).
+                rendered: Some((true, event.created.is_some())),
             }
         })
         .collect()
@@ -293,6 +490,146 @@ mod tests {
         DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z")
             .expect("valid")
             .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_rendered_header_round_trips_and_refuses_other_renderers() {
+        let when = DateTime::parse_from_rfc3339("2030-01-01T00:00:00.123456789+02:00")
+            .expect("valid")
+            .with_timezone(&Utc);
+        for (body, created) in [(true, true), (true, false), (false, true), (false, false)] {
+            let before_1970 = DateTime::parse_from_rfc3339("1969-07-20T20:17:40.5Z")
+                .expect("valid")
+                .with_timezone(&Utc);
+            for expires in [None, Some(when), Some(t0()), Some(before_1970)] {
+                let r = Rendered {
+                    body,
+                    created,
+                    expires,
+                };
+                let v = r.header();
+                assert!(v.as_str().starts_with(&format!("{RENDERER}:")), "{v:?}");
+                assert_eq!(Rendered::parse(v.as_bytes()), Some(r), "{v:?}");
+            }
+        }
+        for other in [
+            "2:bc",
+            "1:x",
+            "1",
+            "",
+            "1:cb",
+            "\u{ff}",
+            "1:bc:",
+            "1:bc:5",
+            "1:bc:5.1",
+            "1:bc:x.000000000",
+        ] {
+            assert_eq!(Rendered::parse(other.as_bytes()), None, "{other:?}");
+        }
+        let e = login(json!({}));
+        let built = build(&rule(true, None), &e, &render(&e, t0()));
+        assert_eq!(built[0].rendered, Some((true, true)));
+        assert_eq!(
+            Rendered::of(&built[0]).and_then(|r| r.expires),
+            e.expires.as_ref().map(|(_, t)| *t)
+        );
+    }
+
+    /// The view a record is read back through takes exactly what `Notification`'s own
+    /// deserializer takes, and refuses what it refuses.
+    #[test]
+    fn a_record_view_reads_what_a_notification_reads() {
+        let e = login(json!({"q": "it's \"quoted\"", "u": "é"}));
+        let mut n = build(&rule(true, None), &e, &render(&e, t0())).remove(0);
+        n.rendered = None;
+        let good = String::from_utf8(n.to_bytes()).expect("utf-8");
+        let mut cases = vec![good.clone()];
+        let v: Value = serde_json::from_str(&good).expect("json");
+        let mut with = |f: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+            let mut m = v.as_object().cloned().unwrap_or_default();
+            f(&mut m);
+            cases.push(Value::Object(m).to_string());
+        };
+        with(&|m| {
+            m.remove("version");
+        });
+        with(&|m| {
+            m.remove("body");
+        });
+        with(&|m| {
+            m.insert("body".into(), json!("plain, no escapes"));
+        });
+        with(&|m| {
+            m.insert("body".into(), json!(5));
+        });
+        with(&|m| {
+            m.insert("unknown".into(), json!({"x": [1]}));
+        });
+        with(&|m| {
+            m.insert("user".into(), Value::Null);
+        });
+        with(&|m| {
+            m.insert("pk".into(), json!("not a uuid"));
+        });
+        cases.push(good.replacen("\"seen\"", "\"seen\":true,\"seen\"", 1));
+        cases.push("[]".into());
+        cases.push(good[..good.len() / 2].to_string());
+        for text in &cases {
+            let plain = serde_json::from_str::<Notification>(text);
+            let viewed =
+                serde_json::from_str::<RecordView>(text).map(|r| r.into_notification(false));
+            match (&plain, &viewed) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("disagree on {text}: {plain:?} / {:?}", viewed.is_ok()),
+            }
+        }
+        let dropped = serde_json::from_str::<RecordView>(&good).expect("valid");
+        assert_eq!(dropped.into_notification(true).body, "");
+    }
+
+    /// A restarting instance trusts [`HEADER_RENDERED`] only for its own [`RENDERER`]: if what
+    /// a body or a `created` renders to changes while `RENDERER` stays, records written before
+    /// the change would be read back with the new rendering instead of what they say. This
+    /// pins the rendering of a set of shapes to the generation; when it fails, change
+    /// `RENDERER` and then the hash here.
+    #[test]
+    fn the_renderer_generation_changes_with_the_rendering() {
+        let shapes = [
+            json!({}),
+            json!({"username": "jane", "ok": false, "n": null, "f": 1e20, "g": 100.0, "s": "it's"}),
+            json!({"message": "Invalid credentials", "x": 1}),
+            json!({"message": 42}),
+            json!({"message": null}),
+            json!({"message": {"a": [1, true, null]}}),
+            json!({"nested": {"list": [1, 2.5, "x\"y"], "empty": {}}, "u": "é\u{2028}☃"}),
+            json!({"hyperlink": "https://x", "hyperlink_label": 5, "big": 12345678901234567890u64}),
+            json!({"q": "a'b\"c\\d\n\t\u{1}"}),
+        ];
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a: stable across Rust versions
+        let mut eat = |text: &str| {
+            for b in text.bytes().chain([0xff]) {
+                hash ^= u64::from(b);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        for ctx in shapes {
+            let (body, created) = rendered_text(&login(ctx));
+            eat(&body);
+            eat(created.as_deref().unwrap_or("-"));
+        }
+        let undated = event(json!({
+            "pk": "0b5f4a4e-2b0c-4a8e-9d55-3f1f6f0f9a02", "action": "model_created",
+            "app": "authentik.events.signals", "context": {"model": {"pk": 1}}
+        }));
+        let (body, created) = rendered_text(&undated);
+        eat(&body);
+        eat(created.as_deref().unwrap_or("-"));
+        assert_eq!(
+            (RENDERER, hash),
+            ("1", 13_995_717_303_324_013_350),
+            "the rendering changed: see this test's doc"
+        );
     }
 
     #[test]
