@@ -115,6 +115,10 @@ fn a_woken_owner_answers_nothing_its_successor_answered() {
         b.logs()
     );
     assert!(
+        a.metric("eventmatchd_freezes_total").unwrap_or(0.0) >= 1.0,
+        "A counted its freeze"
+    );
+    assert!(
         a.logs()
             .contains("did not run for longer than half the group session timeout"),
         "A noticed it had been frozen:\n{}",

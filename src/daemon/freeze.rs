@@ -37,15 +37,21 @@ pub struct FreezeClock {
     gap: Duration,
     /// For how long after a freeze ended this process stays suspect.
     window: Duration,
+    /// Counts the freezes seen (`eventmatchd_freezes_total`).
+    freezes: prometheus::IntCounter,
 }
 
 impl FreezeClock {
     /// Starts the ticker. `gap` is the shortest pause that counts (one that could have cost the
     /// group membership); `window` is how long after it ends the process should wait before
     /// trusting what it owns (time for a heartbeat round trip and the callback it causes).
-    /// The ticker thread ends when the last `Arc` is dropped.
-    pub fn start(gap: Duration, window: Duration) -> Arc<FreezeClock> {
-        let clock = Arc::new(FreezeClock::new(gap, window));
+    /// The ticker thread ends when the last `Arc` is dropped. Each freeze counts in `freezes`.
+    pub fn start(
+        gap: Duration,
+        window: Duration,
+        freezes: prometheus::IntCounter,
+    ) -> Arc<FreezeClock> {
+        let clock = Arc::new(FreezeClock::new(gap, window, freezes));
         let weak: Weak<FreezeClock> = Arc::downgrade(&clock);
         let spawned = std::thread::Builder::new()
             .name("freeze-clock".into())
@@ -64,13 +70,14 @@ impl FreezeClock {
         clock
     }
 
-    fn new(gap: Duration, window: Duration) -> FreezeClock {
+    fn new(gap: Duration, window: Duration, freezes: prometheus::IntCounter) -> FreezeClock {
         FreezeClock {
             base: Instant::now(),
             last_tick: AtomicU64::new(0),
             resumed: AtomicU64::new(NEVER),
             gap,
             window,
+            freezes,
         }
     }
 
@@ -83,6 +90,7 @@ impl FreezeClock {
         let last = self.last_tick.swap(now, Ordering::Relaxed);
         if now.saturating_sub(last) >= ms(self.gap) {
             self.resumed.store(now, Ordering::Relaxed);
+            self.freezes.inc();
             tracing::warn!(
                 frozen_ms = now.saturating_sub(last),
                 "this process did not run for longer than half the group session timeout; \
@@ -121,6 +129,10 @@ fn suspect(now: u64, last_tick: u64, resumed: u64, gap: u64, window: u64) -> boo
 mod tests {
     use super::*;
 
+    fn counter() -> prometheus::IntCounter {
+        prometheus::IntCounter::new("freezes", "test").expect("valid")
+    }
+
     #[test]
     fn a_late_ticker_or_a_recent_resume_is_suspect_and_nothing_else() {
         let (gap, window) = (3_000, 2_000);
@@ -138,9 +150,15 @@ mod tests {
 
     #[test]
     fn the_ticker_keeps_a_running_process_unsuspected() {
-        let clock = FreezeClock::start(Duration::from_millis(3_000), Duration::from_millis(500));
+        let freezes = counter();
+        let clock = FreezeClock::start(
+            Duration::from_millis(3_000),
+            Duration::from_millis(500),
+            freezes.clone(),
+        );
         std::thread::sleep(TICK * 3);
         assert!(!clock.suspect());
+        assert_eq!(freezes.get(), 0);
         assert!(
             clock.last_tick.load(Ordering::Relaxed) > 0,
             "the ticker ran"
@@ -151,7 +169,12 @@ mod tests {
     fn a_gap_between_ticks_marks_a_freeze_for_the_window() {
         // No ticker thread: this test is the ticker. Its first tick comes 5 s after the clock
         // started, as if the process had been stopped in between.
-        let mut clock = FreezeClock::new(Duration::from_millis(200), Duration::from_millis(60_000));
+        let freezes = counter();
+        let mut clock = FreezeClock::new(
+            Duration::from_millis(200),
+            Duration::from_millis(60_000),
+            freezes.clone(),
+        );
         let Some(earlier) = Instant::now().checked_sub(Duration::from_secs(5)) else {
             return; // a monotonic clock younger than 5 s: nothing to pretend with
         };
@@ -160,5 +183,8 @@ mod tests {
         clock.tick();
         assert_ne!(clock.resumed.load(Ordering::Relaxed), NEVER);
         assert!(clock.suspect(), "within the window after the freeze");
+        assert_eq!(freezes.get(), 1, "counted once");
+        clock.tick();
+        assert_eq!(freezes.get(), 1, "the next tick is on time");
     }
 }

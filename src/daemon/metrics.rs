@@ -20,6 +20,7 @@ pub struct Metrics {
     pub notifications_dropped: IntCounterVec,
     pub seen_updates: IntCounter,
     pub notifications_healed: IntCounter,
+    pub freezes: IntCounter,
     pub control_commands: IntCounterVec,
     pub control_side_effects: IntCounter,
     pub policy_set_version: IntGauge,
@@ -153,6 +154,10 @@ impl Metrics {
                 "eventmatchd_notifications_dropped_total",
                 "Notifications a fired rule could not make, by reason (null_body: context.message is null)",
                 &["reason"],
+            ),
+            freezes: counter(
+                "eventmatchd_freezes_total",
+                "Times this process did not run for at least half the group session timeout (SIGSTOP, a paused VM, a starved host)",
             ),
             notifications_healed: counter(
                 "eventmatchd_notifications_healed_total",

@@ -319,6 +319,7 @@ async fn run_kafka(
             freeze: freeze::FreezeClock::start(
                 settings.kafka.session_timeout() / 2,
                 settings.kafka.heartbeat_interval() * 2 + Duration::from_secs(1),
+                metrics.freezes.clone(),
             ),
         },
         stop.clone(),
