@@ -37,13 +37,7 @@ fn main() {
             .and_then(|v| v.parse().ok());
         while wanted.map_or(t.elapsed().as_secs() < 10, |n| rounds < n) {
             let fresh = Engine::new(Catalog::default(), 2_000_000);
-            // `MEMORY_HEADER=0`: records without the rendered header (older or foreign
-            // writers), which are rendered to compare.
-            let header = std::env::var("MEMORY_HEADER").as_deref() != Ok("0");
-            for (k, v, h) in &records {
-                let h = h.as_ref().filter(|_| header).map(|h| h.as_bytes());
-                fresh.restore_notification(Some(k.as_bytes()), Some(v), h);
-            }
+            restore_all(&fresh, &records, with_header());
             rounds += 1;
         }
         println!(
@@ -57,15 +51,12 @@ fn main() {
         // nothing yet, as at a daemon's start (the records are made by an engine dropped
         // first). `MEMORY_HEADER=0` as above. Run it as a process per case, alternately:
         // `scripts/bench-catchup.sh`.
-        let header = std::env::var("MEMORY_HEADER").as_deref() != Ok("0");
+        let header = with_header();
         let records = records(&set, NOTIFICATIONS);
         let fresh = Engine::new(Catalog::default(), 2_000_000);
         let (user, sys) = common::cpu_secs();
         let t = std::time::Instant::now();
-        for (k, v, h) in &records {
-            let h = h.as_ref().filter(|_| header).map(|h| h.as_bytes());
-            fresh.restore_notification(Some(k.as_bytes()), Some(v), h);
-        }
+        restore_all(&fresh, &records, header);
         let (user2, sys2) = common::cpu_secs();
         let elapsed = t.elapsed().as_secs_f64();
         let (user, sys) = (user2 - user, sys2 - sys);
@@ -121,10 +112,7 @@ fn main() {
     let restore = |engine: &Engine, header: bool| {
         let (user, sys) = common::cpu_secs();
         let t = std::time::Instant::now();
-        for (k, v, h) in &records {
-            let h = h.as_ref().filter(|_| header).map(|h| h.as_bytes());
-            engine.restore_notification(Some(k.as_bytes()), Some(v), h);
-        }
+        restore_all(engine, &records, header);
         let per = |secs: f64| secs * 1e6 / records.len() as f64;
         let (user2, sys2) = common::cpu_secs();
         (
@@ -171,6 +159,20 @@ fn main() {
 
 /// Key, value and the rendered header.
 type Record = (String, Vec<u8>, Option<String>);
+
+/// `MEMORY_HEADER=0`: the records are read back without the rendered header (as an older
+/// version's or another tool's would be), so each event is parsed and rendered to compare.
+fn with_header() -> bool {
+    std::env::var("MEMORY_HEADER").as_deref() != Ok("0")
+}
+
+/// Reads `records` back into `engine`, with or without their rendered headers.
+fn restore_all(engine: &Engine, records: &[Record], header: bool) {
+    for (k, v, h) in records {
+        let h = h.as_ref().filter(|_| header).map(|h| h.as_bytes());
+        engine.restore_notification(Some(k.as_bytes()), Some(v), h);
+    }
+}
 
 /// `n` notification records as an engine produces them (every event fires a rule).
 fn records_of(producer: &Engine, n: usize) -> Vec<Record> {

@@ -12,9 +12,10 @@
 
 mod helpers;
 
-use helpers::kafka::{eventually, read_all, read_until, Daemon, TestEnv, FAST_FAILOVER};
+use helpers::kafka::{
+    count_by_key, eventually, read_all, read_until, Daemon, TestEnv, FAST_FAILOVER,
+};
 use serde_json::json;
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// A command whose result is a 404 whoever answers it: nothing else changes, so the only
@@ -26,14 +27,6 @@ fn command(id: &str) -> serde_json::Value {
         "path": "/events/notifications/00000000-0000-4000-8000-00000000f00d/",
         "body": {"seen": true}
     })
-}
-
-fn answers(env: &TestEnv) -> HashMap<String, usize> {
-    let mut per_id: HashMap<String, usize> = HashMap::new();
-    for r in read_all(&env.brokers, &env.results) {
-        *per_id.entry(r.key.unwrap_or_default()).or_default() += 1;
-    }
-    per_id
 }
 
 #[test]
@@ -106,7 +99,7 @@ fn a_woken_owner_answers_nothing_its_successor_answered() {
     // Long enough for A to have answered anything it was going to: its hold after waking is
     // two heartbeats and a second (3 s here).
     std::thread::sleep(Duration::from_secs(6));
-    let per_id = answers(&env);
+    let per_id = count_by_key(&read_all(&env.brokers, &env.results));
     assert_eq!(per_id.len(), 26, "every command answered: {per_id:?}");
     assert!(
         per_id.values().all(|c| *c == 1),

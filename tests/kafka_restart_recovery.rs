@@ -4,7 +4,7 @@
 
 mod helpers;
 
-use helpers::kafka::{committed, latest_by_key, read, read_until, TestEnv};
+use helpers::kafka::{committed, count_by_key, latest_by_key, read, read_until, TestEnv};
 use helpers::workload::{commands, event, expected};
 use serde_json::json;
 use std::collections::HashMap;
@@ -129,10 +129,7 @@ fn a_restarted_daemon_recovers_policies_and_notifications() {
         cmds.len() + 2,
         Duration::from_secs(20),
     );
-    let mut per_id: HashMap<String, usize> = HashMap::new();
-    for r in &results {
-        *per_id.entry(r.key.clone().unwrap_or_default()).or_default() += 1;
-    }
+    let per_id = count_by_key(&results);
     assert_eq!(
         results.len(),
         cmds.len() + 2,

@@ -15,11 +15,10 @@
 mod helpers;
 
 use helpers::kafka::{
-    eventually, latest_by_key, read_all, read_until, Daemon, TestEnv, FAST_FAILOVER,
+    count_by_key, eventually, latest_by_key, read_all, read_until, Daemon, TestEnv, FAST_FAILOVER,
 };
 use helpers::workload::{login_event, login_to_user};
 use serde_json::json;
-use std::collections::HashMap;
 use std::time::Duration;
 
 #[test]
@@ -199,10 +198,7 @@ fn zombie_scenario(env: &TestEnv) {
         .and_then(|r| r.value.clone())
         .expect("look");
     assert_eq!(look["body"]["seen"], true, "{look}");
-    let mut per_id: HashMap<String, usize> = HashMap::new();
-    for r in &results {
-        *per_id.entry(r.key.clone().unwrap_or_default()).or_default() += 1;
-    }
+    let per_id = count_by_key(&results);
     // A failure here once (stop 24) printed only the counts; the logs say who answered.
     assert!(
         per_id.values().all(|c| *c == 1),

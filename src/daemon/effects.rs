@@ -27,7 +27,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -159,11 +159,7 @@ pub fn committed_floor(
 }
 
 fn header_i64(msg: &impl Message, name: &str) -> Option<i64> {
-    let headers = msg.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
+    kafka::header(msg, name)
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|s| s.parse().ok())
 }

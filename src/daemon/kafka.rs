@@ -32,6 +32,15 @@ pub enum KafkaSetupError {
 }
 
 /// Settings every client shares: brokers, then the operator's librdkafka passthrough.
+/// The value of a record's header `name` (the first with that name), if it has one.
+pub fn header<'a>(msg: &'a impl rdkafka::message::Message, name: &str) -> Option<&'a [u8]> {
+    use rdkafka::message::Headers;
+    msg.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+}
+
 pub fn base_config(settings: &Settings) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &settings.kafka.brokers);

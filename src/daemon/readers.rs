@@ -18,7 +18,7 @@ use crate::kafka::ReaderContext;
 use crate::metrics::Metrics;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -319,11 +319,7 @@ pub async fn run_notification_tail(
                     offset = m.offset(),
                     "notification read back"
                 );
-                let rendered = m.headers().and_then(|h| {
-                    h.iter()
-                        .find(|x| x.key == crate::notify::HEADER_RENDERED)
-                        .and_then(|x| x.value)
-                });
+                let rendered = crate::kafka::header(&m, crate::notify::HEADER_RENDERED);
                 if !engine.restore_notification(m.key(), m.payload(), rendered) {
                     tracing::debug!(
                         partition = m.partition(),

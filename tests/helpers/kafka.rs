@@ -497,6 +497,17 @@ pub fn read_until(
 }
 
 /// The latest record per key (what a compacted topic converges to).
+/// How many records each key has (no key counts as "").
+pub fn count_by_key(recs: &[Rec]) -> HashMap<String, usize> {
+    let mut per_key: HashMap<String, usize> = HashMap::new();
+    for r in recs {
+        *per_key
+            .entry(r.key.clone().unwrap_or_default())
+            .or_default() += 1;
+    }
+    per_key
+}
+
 pub fn latest_by_key(recs: &[Rec]) -> HashMap<String, Rec> {
     let mut sorted: Vec<&Rec> = recs.iter().collect();
     sorted.sort_by_key(|r| (r.partition, r.offset));

@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use super::kafka::{
-    eventually, read, read_all, read_until, wait_events_committed, Daemon, TestEnv, TestProducer,
+    count_by_key, eventually, read, read_all, read_until, wait_events_committed, Daemon, TestEnv,
+    TestProducer,
 };
 use super::workload::{commands, event, expected};
 use serde_json::{json, Value};
@@ -318,10 +319,7 @@ pub fn two_instances_owner_stopped(env: &TestEnv, stop: Stop) {
     let results = read_until(&env.brokers, &env.results, Duration::from_secs(60), |r| {
         r.len() >= cmds.len() + PATCHES
     });
-    let mut per_id: HashMap<String, usize> = HashMap::new();
-    for r in &results {
-        *per_id.entry(r.key.clone().unwrap_or_default()).or_default() += 1;
-    }
+    let per_id = count_by_key(&results);
     std::thread::sleep(Duration::from_secs(1));
     let results_after = read(
         &env.brokers,
