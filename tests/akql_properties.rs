@@ -9,6 +9,7 @@ use eventmatchd::control::CommandSource;
 use eventmatchd::engine::Engine;
 use eventmatchd::events::Event;
 use eventmatchd::matcher::evaluate_linear;
+use eventmatchd::policyset::PolicySet;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -299,12 +300,12 @@ proptest! {
         for r in 0..3u8 {
             send(json!({"method": "POST", "path": "/events/rules/", "body": {"pk": format!("00000000-0000-4000-8000-0000000001{r:02x}"), "name": format!("r{r}")}}));
         }
-        for (n, (q, negate, with_action, rule)) in queries.iter().enumerate() {
+        let texts: Vec<String> = queries.iter().enumerate().map(|(n, (q, ..))| {
             // Some policies also set the plain `action` criterion, some are broken queries.
             // Some are indexed by a top-level action conjunct (the grammar groups to the right,
             // so the unparenthesised form is top-level too), some looked up by an address or a
             // JSON string (`::1` and `2001:DB8::1` equal the events' addresses as `inet`).
-            let text = match n % 7 {
+            match n % 7 {
                 0 => format!("action in (\"login\", \"Logout\", \"custom_x\") and ({q})"),
                 1 => format!("action = \"login_failed\" and {q}"),
                 2 => format!("{q} and"),
@@ -313,27 +314,47 @@ proptest! {
                 // Looked up under two fields: an event may reach it through both.
                 5 => format!("(client_ip = \"10.0.0.2\" or user.username = \"jane\") and ({q})"),
                 _ => q.to_string(),
-            };
-            let mut body = json!({"pk": format!("00000000-0000-4000-8000-0000000002{n:02x}"), "name": format!("p{n}"), "query": text, "execution_logging": true});
+            }
+        }).collect();
+        let policy_pk = |n: usize| format!("00000000-0000-4000-8000-0000000002{n:02x}");
+        for (n, (_, negate, with_action, rule)) in queries.iter().enumerate() {
+            let mut body = json!({"pk": policy_pk(n), "name": format!("p{n}"), "query": texts[n], "execution_logging": true});
             if *with_action {
                 body["action"] = json!("login");
             }
             send(json!({"method": "POST", "path": "/policies/event_matcher/", "body": body}));
-            send(json!({"method": "POST", "path": "/policies/bindings/", "body": {"policy": format!("00000000-0000-4000-8000-0000000002{n:02x}"), "target": format!("00000000-0000-4000-8000-0000000001{rule:02x}"), "order": n, "negate": negate}}));
+            send(json!({"method": "POST", "path": "/policies/bindings/", "body": {"policy": policy_pk(n), "target": format!("00000000-0000-4000-8000-0000000001{rule:02x}"), "order": n, "negate": negate}}));
         }
-        let set = engine.snapshot();
-        for ev in &events {
-            let e = Event::parse(ev.to_string().as_bytes()).expect("valid event");
-            let indexed = set.matcher().evaluate(&e);
-            let linear = evaluate_linear(set.policies(), set.rules(), set.bindings(), &e);
-            let a: Vec<_> = indexed.fired.iter().map(|r| r.pk).collect();
-            let b: Vec<_> = linear.fired.iter().map(|r| r.pk).collect();
-            prop_assert_eq!(a, b, "fired rules differ for {}", ev);
-            let mut xa: Vec<_> = indexed.executions.iter().map(|x| (x.binding.pk, x.passing)).collect();
-            let mut xb: Vec<_> = linear.executions.iter().map(|x| (x.binding.pk, x.passing)).collect();
-            xa.sort();
-            xb.sort();
-            prop_assert_eq!(xa, xb, "executions differ for {}", ev);
+        let agree = |set: &PolicySet| -> Result<(), TestCaseError> {
+            for ev in &events {
+                let e = Event::parse(ev.to_string().as_bytes()).expect("valid event");
+                let indexed = set.matcher().evaluate(&e);
+                let linear = evaluate_linear(set.policies(), set.rules(), set.bindings(), &e);
+                let a: Vec<_> = indexed.fired.iter().map(|r| r.pk).collect();
+                let b: Vec<_> = linear.fired.iter().map(|r| r.pk).collect();
+                prop_assert_eq!(a, b, "fired rules differ for {} at version {}", ev, set.version());
+                let mut xa: Vec<_> = indexed.executions.iter().map(|x| (x.binding.pk, x.passing)).collect();
+                let mut xb: Vec<_> = linear.executions.iter().map(|x| (x.binding.pk, x.passing)).collect();
+                xa.sort();
+                xb.sort();
+                prop_assert_eq!(xa, xb, "executions differ for {}", ev);
+            }
+            Ok(())
+        };
+        agree(&engine.snapshot())?;
+        // Every policy PATCHed to the next one's query, its `action` criterion flipped: the
+        // matcher is patched (or compiled afresh when a query starts or stops raising), and
+        // must agree after each command.
+        for (n, (_, _, with_action, _)) in queries.iter().enumerate() {
+            let before = engine.snapshot();
+            let body = json!({"query": texts[(n + 1) % texts.len()], "action": if *with_action { Value::Null } else { json!("login") }});
+            send(json!({"method": "PATCH", "path": format!("/policies/event_matcher/{}/", policy_pk(n)), "body": body}));
+            let after = engine.snapshot();
+            let raising = |t: &str| Query::compile(t, &choices()).error().is_some();
+            if !raising(&texts[n]) && !raising(&texts[(n + 1) % texts.len()]) {
+                prop_assert!(after.matcher().shares_wiring(before.matcher()), "a query PATCH patches the matcher");
+            }
+            agree(&after)?;
         }
     }
 }

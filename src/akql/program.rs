@@ -36,7 +36,7 @@ const FAIL: u32 = u32::MAX - 1;
 /// true `a` leads to `b`, a false one fails). Evaluating it is a loop over one array, with
 /// no recursion and no boxes to follow, and it asks the same comparisons in the same order
 /// as [`Node::eval`] short-circuits.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Program {
     tests: Vec<Test>,
     /// Per comparison: the slot of its JSON path (`None` for the event's own fields).
@@ -97,6 +97,11 @@ impl Program {
 
     pub fn is_empty(&self) -> bool {
         self.tests.is_empty()
+    }
+
+    /// Number of steps, all bound queries together.
+    pub fn steps(&self) -> usize {
+        self.steps.len()
     }
 
     /// Whether the event matches a bound query. `view` must be made on columns guided by the

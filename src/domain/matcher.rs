@@ -23,16 +23,23 @@
 //! (rare) are evaluated policy by policy instead of through the index. A policy whose AKQL
 //! `query` does not compile raises for every event: it is left out of the index, and its
 //! negated bindings count as never passing. A query's top-level `action` conjunct indexes its
-//! policy like an `action` criterion (see [`crate::akql`]). [`evaluate_linear`] is the straightforward reference
-//! used by property tests and benchmarks.
+//! policy like an `action` criterion (see [`crate::akql`]). [`evaluate_linear`] is the
+//! straightforward reference used by property tests and benchmarks.
+//!
+//! Versions share their parts (`Arc`s): the wiring of policies to rules, the index's tables
+//! in shards, the policies in chunks, the filters, the queries' program. A command that
+//! changes only the contents of policies patches the previous version's matcher
+//! ([`Matcher::patch`]): it copies the shards and chunk the policy leaves or enters and
+//! appends its query to the program, where compiling afresh touched every policy (4 ms at
+//! 10,000 policies, BENCHMARKS.md §3). Commands on rules and bindings compile afresh.
 
 use crate::akql::{Bound, ColumnPaths, Columns, EventView, KeyField, Memo, Program, Slot};
 use crate::events::Event;
 use crate::policy::EventMatcherPolicy;
+use crate::policyset::Map;
 use crate::rules::{NotificationRule, PolicyBinding};
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 use smallvec::SmallVec;
-use std::collections::BTreeMap;
 use std::hash::Hasher;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -59,7 +66,7 @@ pub struct Evaluation {
 
 /// A one-hash Bloom filter over the value hashes of one criterion: "no" is certain, "maybe"
 /// is checked by the group probe. 16 bits per distinct value (about 6% false maybes).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct FieldFilter {
     bits: Vec<u64>,
     shift: u32,
@@ -79,6 +86,15 @@ impl FieldFilter {
         f
     }
 
+    /// Adds a value (a patch's); the filter is not resized, so false maybes grow slowly
+    /// until the next compile.
+    fn insert(&mut self, v: u64) {
+        let i = self.slot(v);
+        if let Some(w) = self.bits.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
     fn slot(&self, v: u64) -> usize {
         // Fx hashes are weak in their low bits; a multiply moves entropy to the top bits,
         // which are the ones used.
@@ -93,14 +109,68 @@ impl FieldFilter {
     }
 }
 
-#[derive(Debug, Default)]
+/// Entries per shard of a group's table ([`Group::shards`]) when compiled.
+const SHARD: usize = 256;
+
+#[derive(Debug, Clone)]
 struct Group {
     mask: u8,
-    by_key: FxHashMap<u64, Bucket>,
+    /// The group's table, split by key into shards that versions share: a patch copies the
+    /// shard a key it changes falls in (about [`SHARD`] entries), not the table. A power of
+    /// two of them.
+    shards: Vec<Arc<FxHashMap<u64, Bucket>>>,
+}
+
+impl Group {
+    fn with_capacity(mask: u8, entries: usize) -> Group {
+        let n = (entries / SHARD).max(1).next_power_of_two();
+        let shards = (0..n)
+            .map(|_| {
+                let mut t = FxHashMap::default();
+                t.reserve(entries.div_ceil(n) + entries.div_ceil(n) / 8);
+                Arc::new(t)
+            })
+            .collect();
+        Group { mask, shards }
+    }
+
+    /// A key's shard: the top bits of the key (combined keys are multiply-mixed there).
+    fn shard_of(&self, key: u64) -> usize {
+        (key >> 40) as usize & (self.shards.len() - 1)
+    }
+
+    fn get(&self, key: u64) -> Option<&Bucket> {
+        self.shards.get(self.shard_of(key))?.get(&key)
+    }
+
+    /// The bucket of a key, made if missing, its shard copied if shared.
+    fn bucket_mut(&mut self, key: u64) -> Option<&mut Bucket> {
+        let at = self.shard_of(key);
+        let shard = self.shards.get_mut(at)?;
+        Some(Arc::make_mut(shard).entry(key).or_default())
+    }
+
+    /// Takes policy `no` out of a key's bucket (its shard copied if shared).
+    fn remove(&mut self, key: u64, no: u32) {
+        let at = self.shard_of(key);
+        let Some(shard) = self.shards.get_mut(at) else {
+            return;
+        };
+        if !shard.contains_key(&key) {
+            return;
+        }
+        let table = Arc::make_mut(shard);
+        if let Some(bucket) = table.get_mut(&key) {
+            bucket.remove(no);
+            if bucket.is_empty() {
+                table.remove(&key);
+            }
+        }
+    }
 }
 
 /// The policies of one index key.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Bucket {
     /// Evaluated for every event with the key.
     /// Inline for one or two: most buckets hold one policy, and a heap list per bucket was
@@ -141,6 +211,32 @@ impl Bucket {
         }
     }
 
+    /// Takes policy `no` out of the bucket.
+    fn remove(&mut self, no: u32) {
+        self.all.retain(|n| *n != no);
+        for k in &mut self.keyed {
+            for list in k.by_value.values_mut() {
+                list.retain(|n| *n != no);
+            }
+            k.by_value.retain(|_, list| !list.is_empty());
+        }
+        self.keyed.retain(|k| !k.by_value.is_empty());
+    }
+
+    fn is_empty(&self) -> bool {
+        self.all.is_empty() && self.keyed.is_empty()
+    }
+
+    /// Gives the bucket's JSON lookup fields their slots in `paths` (added when new; `paths`
+    /// copied only then).
+    fn resolve(&mut self, paths: &mut Arc<ColumnPaths>) {
+        for k in &mut self.keyed {
+            if k.slot.is_none() && matches!(k.field, KeyField::Json(_)) {
+                k.slot = Arc::make_mut(paths).key_slot(&k.field);
+            }
+        }
+    }
+
     /// The candidates for an event, each once, into `out` (cleared first).
     fn candidates(&self, view: &EventView<'_, '_>, out: &mut Candidates) {
         out.clear();
@@ -161,7 +257,7 @@ impl Bucket {
 type Candidates = SmallVec<[u32; 64]>;
 
 /// The policies of a bucket that require some value of one lookup field.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Keyed {
     field: KeyField,
     /// Where a JSON field's value is, resolved once when the matcher is built (the lookup
@@ -174,15 +270,68 @@ struct Keyed {
 #[derive(Debug)]
 struct LoggedBinding {
     binding: Arc<PolicyBinding>,
-    policy: Arc<EventMatcherPolicy>,
-    /// The policy's number in [`Matcher::policies`].
+    /// The policy's number in [`Matcher::policies`] (where the policy's current version is).
     no: u32,
 }
 
+/// A vector that versions share in chunks: changing one element copies its chunk
+/// ([`CHUNK`] elements), not the vector, and a clone counts one reference per chunk.
+#[derive(Debug, Clone)]
+struct Chunks<T> {
+    chunks: Vec<Arc<Vec<T>>>,
+}
+
+const CHUNK: usize = 64;
+
+impl<T> Default for Chunks<T> {
+    fn default() -> Self {
+        Chunks { chunks: Vec::new() }
+    }
+}
+
+impl<T: Clone> Chunks<T> {
+    fn from_vec(v: Vec<T>) -> Self {
+        Chunks {
+            chunks: v.chunks(CHUNK).map(|c| Arc::new(c.to_vec())).collect(),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&T> {
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK)
+    }
+
+    fn set(&mut self, i: usize, value: T) {
+        if let Some(slot) = self
+            .chunks
+            .get_mut(i / CHUNK)
+            .and_then(|c| Arc::make_mut(c).get_mut(i % CHUNK))
+        {
+            *slot = value;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+}
+
+/// An indexed policy: its current version and its query bound into the program.
+#[derive(Debug, Clone)]
+struct Indexed {
+    policy: Arc<EventMatcherPolicy>,
+    /// `None`: no query.
+    bound: Option<Bound>,
+    /// How many program steps the bound query has (left behind as stale when patched away).
+    steps: u32,
+}
+
+/// How policies reach rules: changed only by commands on rules and bindings (which compile
+/// afresh), so every version a policy patch makes shares it.
 #[derive(Debug, Default)]
-pub struct Matcher {
-    /// Policies reachable through an enabled binding of an enabled rule, densely numbered.
-    policies: Vec<Arc<EventMatcherPolicy>>,
+struct Wiring {
+    /// The number of each indexed policy (reachable through an enabled binding of an enabled
+    /// rule, its query compiling).
+    numbers: FxHashMap<Uuid, u32>,
     /// (rule number, negate) of each enabled binding, grouped by policy number: policy
     /// `n`'s are `edges[edge_start[n]..edge_start[n + 1]]`. One list, not one per policy: a
     /// list per policy was 10,000 allocations per PATCH at 10,000 policies.
@@ -197,20 +346,31 @@ pub struct Matcher {
     negated_raising: Vec<u32>,
     /// Rule numbers with at least one negated binding.
     rules_with_negation: Vec<u32>,
-    groups: Vec<Group>,
-    /// Per criterion (same bit order as the masks): the values policies name.
-    filters: [FieldFilter; 4],
     /// Bindings whose policy logs executions, evaluated one by one.
     logged: Vec<LoggedBinding>,
     /// Policies bound to any rule (enabled or not): the loop guard.
     guard: FxHashSet<Uuid>,
+}
+
+/// One version's compiled evaluation structure. Every part is shared with the versions a
+/// patch derives from it (module doc), so a clone is cheap.
+#[derive(Debug, Default, Clone)]
+pub struct Matcher {
+    wiring: Arc<Wiring>,
+    /// Indexed policies, densely numbered.
+    policies: Chunks<Indexed>,
+    /// By signature, in mask order.
+    groups: Vec<Group>,
+    /// Per criterion (same bit order as the masks): the values policies name.
+    filters: [Arc<FieldFilter>; 4],
     /// The JSON paths the queries of `policies` read, with their slots: each event's columns
     /// are built only along them.
-    paths: ColumnPaths,
+    paths: Arc<ColumnPaths>,
     /// The queries of `policies`, their shared comparisons evaluated once per event.
-    program: Program,
-    /// Per policy number: its query, bound into `program` (`None`: no query).
-    bound: Vec<Option<Bound>>,
+    program: Arc<Program>,
+    /// Steps of queries that patches replaced, still in `program`: when they outnumber the
+    /// live ones, the next patch compiles afresh instead.
+    stale_steps: usize,
 }
 
 fn hash_str(s: &str) -> u64 {
@@ -251,6 +411,32 @@ fn policy_fields(p: &EventMatcherPolicy) -> (u8, [Option<u64>; 4]) {
     (mask, fields)
 }
 
+/// One index entry of a policy: its signature, its key, and the value hashes of its criteria
+/// (for the filters).
+type Entry = (u8, u64, [Option<u64>; 4]);
+
+/// A policy's index entries, one per action it is indexed under. A query's top-level
+/// `action = v` / `action in (...)` indexes a policy without an `action` criterion under each
+/// of those values (none: it can never match).
+fn index_entries(p: &EventMatcherPolicy) -> SmallVec<[Entry; 2]> {
+    let (mut mask, mut fields) = policy_fields(p);
+    let actions: SmallVec<[Option<u64>; 4]> =
+        match (&p.action, p.query.as_ref().and_then(|q| q.action_keys())) {
+            (None, Some(keys)) => {
+                mask |= 1;
+                keys.iter().map(|k| Some(hash_str(k))).collect()
+            }
+            _ => smallvec::smallvec![fields[0]],
+        };
+    actions
+        .into_iter()
+        .map(|action| {
+            fields[0] = action;
+            (mask, combine(mask, &fields).unwrap_or(0), fields)
+        })
+        .collect()
+}
+
 fn event_fields(e: &Event) -> [Option<u64>; 4] {
     [
         Some(hash_str(&e.action)),
@@ -262,22 +448,21 @@ fn event_fields(e: &Event) -> [Option<u64>; 4] {
 
 impl Matcher {
     pub fn compile(
-        policies: &BTreeMap<Uuid, Arc<EventMatcherPolicy>>,
-        rules: &BTreeMap<Uuid, Arc<NotificationRule>>,
-        bindings: &BTreeMap<Uuid, Arc<PolicyBinding>>,
+        policies: &Map<EventMatcherPolicy>,
+        rules: &Map<NotificationRule>,
+        bindings: &Map<PolicyBinding>,
     ) -> Matcher {
-        let mut m = Matcher::default();
+        let mut w = Wiring::default();
         // Bindings grouped by rule, in binding pk order, for deterministic execution output.
         // Hashed, not ordered: rules are walked in `rules`' order, and a hash look-up cost
         // less than comparing `Uuid`s down a tree (BENCHMARKS.md §3).
         let mut by_rule: FxHashMap<Uuid, Vec<&Arc<PolicyBinding>>> = FxHashMap::default();
         for b in bindings.values() {
-            m.guard.insert(b.policy);
+            w.guard.insert(b.policy);
             by_rule.entry(b.target).or_default().push(b);
         }
-        let mut policy_no: FxHashMap<Uuid, u32> = FxHashMap::default();
-        policy_no.reserve(policies.len());
-        m.policies.reserve(policies.len());
+        w.numbers.reserve(policies.len());
+        let mut indexed: Vec<Arc<EventMatcherPolicy>> = Vec::with_capacity(policies.len());
         // Looked up once per binding: hashing a `Uuid` cost less than comparing it down the
         // tree (BENCHMARKS.md §3).
         let by_pk: FxHashMap<Uuid, &Arc<EventMatcherPolicy>> =
@@ -293,8 +478,8 @@ impl Matcher {
                 continue;
             }
             let enabled = bound.iter().copied().filter(|b| b.enabled);
-            let rule_no = m.rules.len() as u32;
-            m.rules.push(rule.clone());
+            let rule_no = w.rules.len() as u32;
+            w.rules.push(rule.clone());
             let mut negated = 0;
             let mut negated_raising = 0;
             for b in enabled {
@@ -309,71 +494,58 @@ impl Matcher {
                     }
                     continue;
                 }
-                let no = *policy_no.entry(b.policy).or_insert_with(|| {
-                    m.policies.push(policy.clone());
-                    (m.policies.len() - 1) as u32
+                let no = *w.numbers.entry(b.policy).or_insert_with(|| {
+                    indexed.push(policy.clone());
+                    (indexed.len() - 1) as u32
                 });
                 edges.push((no, rule_no, b.negate));
                 if b.negate {
                     negated += 1;
                 }
                 if policy.execution_logging {
-                    m.logged.push(LoggedBinding {
+                    w.logged.push(LoggedBinding {
                         binding: b.clone(),
-                        policy: policy.clone(),
                         no,
                     });
                 }
             }
-            m.negated.push(negated);
-            m.negated_raising.push(negated_raising);
+            w.negated.push(negated);
+            w.negated_raising.push(negated_raising);
             if negated > 0 {
-                m.rules_with_negation.push(rule_no);
+                w.rules_with_negation.push(rule_no);
             }
         }
         // Stable: a policy's edges stay in rule then binding order.
         edges.sort_by_key(|&(no, _, _)| no);
         // Policy n's edges start after those of every policy before it.
-        m.edge_start = vec![0; m.policies.len() + 1];
+        w.edge_start = vec![0; indexed.len() + 1];
         for &(no, _, _) in &edges {
-            if let Some(c) = m.edge_start.get_mut(no as usize + 1) {
+            if let Some(c) = w.edge_start.get_mut(no as usize + 1) {
                 *c += 1;
             }
         }
-        for i in 1..m.edge_start.len() {
-            m.edge_start[i] += m.edge_start[i - 1];
+        for i in 1..w.edge_start.len() {
+            w.edge_start[i] += w.edge_start[i - 1];
         }
-        m.edges = edges
+        w.edges = edges
             .into_iter()
             .map(|(_, rule, negate)| (rule, negate))
             .collect();
-        let mut groups: BTreeMap<u8, Group> = BTreeMap::new();
+
         let mut values: [FxHashSet<u64>; 4] = Default::default();
         for v in &mut values {
-            v.reserve(m.policies.len());
+            v.reserve(indexed.len());
         }
         // (signature, key, policy number) of every index entry.
-        let mut entries: Vec<(u8, u64, u32)> = Vec::with_capacity(m.policies.len());
-        for (no, p) in m.policies.iter().enumerate() {
-            let (mut mask, mut fields) = policy_fields(p);
-            // A query's top-level `action = v` / `action in (...)` indexes a policy without an
-            // `action` criterion under each of those values (none: it can never match).
-            let actions: SmallVec<[Option<u64>; 4]> =
-                match (&p.action, p.query.as_ref().and_then(|q| q.action_keys())) {
-                    (None, Some(keys)) => {
-                        mask |= 1;
-                        keys.iter().map(|k| Some(hash_str(k))).collect()
-                    }
-                    _ => smallvec::smallvec![fields[0]],
-                };
-            for action in actions {
-                fields[0] = action;
+        let mut entries: Vec<(u8, u64, u32)> = Vec::with_capacity(indexed.len());
+        for (no, p) in indexed.iter().enumerate() {
+            for (mask, key, fields) in index_entries(p) {
                 for (set, field) in values.iter_mut().zip(fields) {
                     if let Some(v) = field {
                         set.insert(v);
                     }
                 }
-                entries.push((mask, combine(mask, &fields).unwrap_or(0), no as u32));
+                entries.push((mask, key, no as u32));
             }
         }
         // Each group's table sized once for its entries: grown entry by entry, its rehashes
@@ -382,60 +554,196 @@ impl Matcher {
         for &(mask, _, _) in &entries {
             per_mask[mask as usize & 15] += 1;
         }
+        let mut groups: Vec<Group> = (0..16u8)
+            .filter(|&mask| per_mask[mask as usize] > 0)
+            .map(|mask| Group::with_capacity(mask, per_mask[mask as usize]))
+            .collect();
         for (mask, key, no) in entries {
-            let g = groups.entry(mask).or_insert_with(|| {
-                let mut by_key = FxHashMap::default();
-                by_key.reserve(per_mask[mask as usize & 15]);
-                Group { mask, by_key }
-            });
-            if let Some(p) = m.policies.get(no as usize) {
-                g.by_key.entry(key).or_default().push(no, p);
+            let (Some(g), Some(p)) = (
+                groups.iter_mut().find(|g| g.mask == mask),
+                indexed.get(no as usize),
+            ) else {
+                continue;
+            };
+            if let Some(bucket) = g.bucket_mut(key) {
+                bucket.push(no, p);
             }
         }
         // Every query bound into the program, which gives its paths their slots (logged
-        // policies are among `policies`).
-        let mut bound = Vec::with_capacity(m.policies.len());
-        for p in &m.policies {
-            let node = p.query.as_ref().and_then(|q| q.tree());
-            bound.push(node.map(|n| m.program.bind(n, &mut m.paths)));
+        // policies are among the indexed ones).
+        let mut program = Program::default();
+        let mut paths = Arc::new(ColumnPaths::default());
+        let mut slots = Vec::with_capacity(indexed.len());
+        for p in indexed {
+            let before = program.steps();
+            let bound = p
+                .query
+                .as_ref()
+                .and_then(|q| q.tree())
+                .map(|n| program.bind(n, Arc::make_mut(&mut paths)));
+            let steps = (program.steps() - before) as u32;
+            slots.push(Indexed {
+                policy: p,
+                bound,
+                steps,
+            });
         }
-        m.bound = bound;
-        for k in groups
-            .values_mut()
-            .flat_map(|g| g.by_key.values_mut())
-            .flat_map(|b| b.keyed.iter_mut())
-        {
-            k.slot = m.paths.key_slot(&k.field);
+        for g in &mut groups {
+            for shard in &mut g.shards {
+                for bucket in Arc::make_mut(shard).values_mut() {
+                    bucket.resolve(&mut paths);
+                }
+            }
         }
-        m.groups = groups.into_values().collect();
-        m.filters = values.map(|v| FieldFilter::new(&v));
-        m
+        Matcher {
+            wiring: Arc::new(w),
+            policies: Chunks::from_vec(slots),
+            groups,
+            filters: values.map(|v| Arc::new(FieldFilter::new(&v))),
+            paths,
+            program: Arc::new(program),
+            stale_steps: 0,
+        }
+    }
+
+    /// The matcher of a version that differs from this one only in policy `old` becoming
+    /// `new` (the same pk; `None`: absent), its bindings and rules unchanged. It shares all
+    /// but what the change touches: the shard of each index key the policy leaves or enters,
+    /// the chunk of its number, a filter it adds a value to, and the program and paths when
+    /// it has a query (appended; the old query's steps stay behind, stale).
+    ///
+    /// `None` when a patch cannot express the change and the caller must compile afresh:
+    /// the policy's query raises before or after (which changes its wiring), its execution
+    /// logging flips, stale steps outnumber live ones, or an indexed policy appears or
+    /// disappears (its bindings changed, which [`Self::compile`] handles).
+    pub fn patch(
+        mut self,
+        old: Option<&Arc<EventMatcherPolicy>>,
+        new: Option<&Arc<EventMatcherPolicy>>,
+    ) -> Option<Matcher> {
+        let Some(pk) = old.or(new).map(|p| p.pk) else {
+            return Some(self);
+        };
+        let raises = |p: Option<&Arc<EventMatcherPolicy>>| p.is_some_and(|p| p.query_raises());
+        if raises(old) || raises(new) {
+            return None;
+        }
+        let Some(&no) = self.wiring.numbers.get(&pk) else {
+            // Not indexed and not raising: no enabled binding of an enabled rule reaches it,
+            // and its bindings did not change.
+            return Some(self);
+        };
+        let (Some(old), Some(new)) = (old, new) else {
+            return None;
+        };
+        if old.execution_logging != new.execution_logging {
+            return None;
+        }
+        for (mask, key, _) in index_entries(old) {
+            if let Some(g) = self.groups.iter_mut().find(|g| g.mask == mask) {
+                g.remove(key, no);
+            }
+        }
+        self.stale_steps += self.policies.get(no as usize).map_or(0, |i| i.steps) as usize;
+        let (bound, steps) = match new.query.as_ref().and_then(|q| q.tree()) {
+            Some(node) => {
+                let program = Arc::make_mut(&mut self.program);
+                let before = program.steps();
+                let bound = program.bind(node, Arc::make_mut(&mut self.paths));
+                (Some(bound), (program.steps() - before) as u32)
+            }
+            None => (None, 0),
+        };
+        if self.stale_steps > 1024 && 2 * self.stale_steps > self.program.steps() {
+            return None;
+        }
+        for (mask, key, fields) in index_entries(new) {
+            for (filter, v) in self.filters.iter_mut().zip(fields) {
+                if let Some(v) = v.filter(|&v| !filter.may_contain(v)) {
+                    Arc::make_mut(filter).insert(v);
+                }
+            }
+            let at = match self.groups.binary_search_by_key(&mask, |g| g.mask) {
+                Ok(at) => at,
+                Err(at) => {
+                    self.groups.insert(at, Group::with_capacity(mask, 1));
+                    at
+                }
+            };
+            if let Some(bucket) = self.groups.get_mut(at).and_then(|g| g.bucket_mut(key)) {
+                bucket.push(no, new);
+                bucket.resolve(&mut self.paths);
+            }
+        }
+        self.policies.set(
+            no as usize,
+            Indexed {
+                policy: new.clone(),
+                bound,
+                steps,
+            },
+        );
+        Some(self)
     }
 
     /// Whether indexed policy `no` matches ([`EventMatcherPolicy::matches_in`], its query
     /// through the program).
     fn matches(&self, no: usize, view: &EventView<'_, '_>, memo: &mut Memo) -> bool {
-        let policy = &self.policies[no];
-        match &self.bound[no] {
-            Some(b) => self.program.eval(*b, view, memo) && policy.criteria_match(view.event()),
-            None => policy.matches_in(view),
+        let Some(ix) = self.policies.get(no) else {
+            return false;
+        };
+        match ix.bound {
+            Some(b) => self.program.eval(b, view, memo) && ix.policy.criteria_match(view.event()),
+            None => ix.policy.matches_in(view),
         }
     }
 
     /// (rule number, negate) of indexed policy `no`'s enabled bindings.
     fn edges_of(&self, no: usize) -> &[(u32, bool)] {
-        let at = |i: usize| self.edge_start.get(i).map_or(0, |&x| x as usize);
-        self.edges.get(at(no)..at(no + 1)).unwrap_or_default()
+        let w = &*self.wiring;
+        let at = |i: usize| w.edge_start.get(i).map_or(0, |&x| x as usize);
+        w.edges.get(at(no)..at(no + 1)).unwrap_or_default()
+    }
+
+    /// Whether this matcher was patched from `other` (or the other way round, or they are
+    /// one): they share their wiring. For tests and the benches, which check that a command
+    /// took the patch path.
+    pub fn shares_wiring(&self, other: &Matcher) -> bool {
+        Arc::ptr_eq(&self.wiring, &other.wiring)
+    }
+
+    /// (key, policy number) of every index entry, sorted: a patched matcher holds exactly
+    /// what a fresh compile does (a stale entry would cost a candidate check, not a result).
+    #[cfg(test)]
+    fn entries(&self) -> Vec<(u8, u64, u32)> {
+        let mut out: Vec<(u8, u64, u32)> = self
+            .groups
+            .iter()
+            .flat_map(|g| {
+                g.shards
+                    .iter()
+                    .flat_map(move |s| s.iter().map(move |e| (g.mask, e)))
+            })
+            .flat_map(|(mask, (key, b))| {
+                let keyed = b.keyed.iter().flat_map(|k| k.by_value.values().flatten());
+                b.all.iter().chain(keyed).map(move |&no| (mask, *key, no))
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Number of rules that can fire (enabled, with an enabled binding).
     pub fn live_rules(&self) -> usize {
-        self.rules.len()
+        self.wiring.rules.len()
     }
 
     /// Whether the loop guard skips an event.
     pub fn guards(&self, event: &Event) -> bool {
-        event.policy_uuid.is_some_and(|pu| self.guard.contains(&pu))
+        event
+            .policy_uuid
+            .is_some_and(|pu| self.wiring.guard.contains(&pu))
     }
 
     pub fn evaluate(&self, event: &Event) -> Evaluation {
@@ -465,8 +773,8 @@ impl Matcher {
         // rules with negations ever get an entry.
         let mut negated_hits: FxHashMap<u32, u32> = FxHashMap::default();
         if event.model_malformed {
-            for (no, policy) in self.policies.iter().enumerate() {
-                let raises = policy.raises(event);
+            for (no, ix) in self.policies.iter().enumerate() {
+                let raises = ix.policy.raises(event);
                 if !raises && !self.matches(no, &view, &mut memo) {
                     continue;
                 }
@@ -486,7 +794,7 @@ impl Matcher {
             let Some(key) = combine(g.mask, &fields) else {
                 continue;
             };
-            let Some(candidates) = g.by_key.get(&key) else {
+            let Some(candidates) = g.get(key) else {
                 continue;
             };
             candidates.candidates(&view, &mut scratch);
@@ -503,29 +811,32 @@ impl Matcher {
                 }
             }
         }
-        for &rule in &self.rules_with_negation {
+        let w = &*self.wiring;
+        for &rule in &w.rules_with_negation {
             let hits =
-                negated_hits.get(&rule).copied().unwrap_or(0) + self.negated_raising[rule as usize];
-            if hits < self.negated[rule as usize] {
+                negated_hits.get(&rule).copied().unwrap_or(0) + w.negated_raising[rule as usize];
+            if hits < w.negated[rule as usize] {
                 fired.push(rule);
             }
         }
         fired.sort_unstable();
         fired.dedup();
-        let executions = self
+        let executions = w
             .logged
             .iter()
-            .filter(|lb| !lb.policy.raises(event))
-            .map(|lb| Execution {
-                binding: lb.binding.clone(),
-                policy: lb.policy.clone(),
-                passing: self.matches(lb.no as usize, &view, &mut memo) != lb.binding.negate,
+            .filter_map(|lb| {
+                let policy = &self.policies.get(lb.no as usize)?.policy;
+                (!policy.raises(event)).then(|| Execution {
+                    binding: lb.binding.clone(),
+                    policy: policy.clone(),
+                    passing: self.matches(lb.no as usize, &view, &mut memo) != lb.binding.negate,
+                })
             })
             .collect();
         Evaluation {
             fired: fired
                 .into_iter()
-                .map(|r| self.rules[r as usize].clone())
+                .map(|r| w.rules[r as usize].clone())
                 .collect(),
             executions,
             guarded: false,
@@ -536,9 +847,9 @@ impl Matcher {
 /// The reference evaluation: every rule, every binding, no index. Same result as
 /// [`Matcher::evaluate`] (checked by property tests), at a cost linear in the set's size.
 pub fn evaluate_linear(
-    policies: &BTreeMap<Uuid, Arc<EventMatcherPolicy>>,
-    rules: &BTreeMap<Uuid, Arc<NotificationRule>>,
-    bindings: &BTreeMap<Uuid, Arc<PolicyBinding>>,
+    policies: &Map<EventMatcherPolicy>,
+    rules: &Map<NotificationRule>,
+    bindings: &Map<PolicyBinding>,
     event: &Event,
 ) -> Evaluation {
     if let Some(pu) = event.policy_uuid {
@@ -722,6 +1033,110 @@ mod tests {
             "a failing execution is logged too"
         );
         assert!(!miss.executions[0].passing);
+    }
+
+    /// Evaluates `set` both ways on every event, and against a matcher compiled afresh.
+    fn agrees_with_a_fresh_compile(set: &PolicySet, events: &[Event]) {
+        let fresh = Matcher::compile(set.policies(), set.rules(), set.bindings());
+        assert_eq!(
+            set.matcher().entries(),
+            fresh.entries(),
+            "the same index entries"
+        );
+        for e in events {
+            let patched = set.matcher().evaluate(e);
+            let compiled = fresh.evaluate(e);
+            let pks = |ev: &Evaluation| ev.fired.iter().map(|r| r.pk).collect::<Vec<_>>();
+            assert_eq!(pks(&patched), pks(&compiled), "{e:?}");
+            fired(set, e);
+            let runs = |ev: &Evaluation| {
+                ev.executions
+                    .iter()
+                    .map(|x| (x.binding.pk, x.policy.name.clone(), x.passing))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(runs(&patched), runs(&compiled), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn a_policy_change_patches_the_matcher_and_a_wiring_change_compiles_it() {
+        let mut b = PolicySet::empty().builder();
+        // Enough policies in one signature that its table has several shards.
+        for n in 0..2_000u128 {
+            b.put_policy(policy(n + 1, Some(&format!("custom_{n}"))));
+        }
+        let mut logged = policy(5_000, Some("login"));
+        logged.execution_logging = true;
+        b.put_policy(logged);
+        b.put_policy(policy(6_000, None)); // bound to nothing
+        b.put_rule(NotificationRule::new(u(10), "r"));
+        b.put_rule(NotificationRule::new(u(11), "negated"));
+        for n in 0..2_000u128 {
+            b.put_binding(PolicyBinding::new(
+                u(100_000 + n),
+                u(n + 1),
+                u(10),
+                n as i64,
+            ));
+        }
+        b.put_binding(PolicyBinding::new(u(99), u(5_000), u(10), -1));
+        let mut nb = PolicyBinding::new(u(98), u(7), u(11), 0);
+        nb.negate = true;
+        b.put_binding(nb);
+        let v1 = b.build(1);
+        let events: Vec<Event> = ["login", "logout", "custom_7", "custom_1999", "custom_3"]
+            .iter()
+            .map(|a| event(a, json!({})))
+            .collect();
+        agrees_with_a_fresh_compile(&v1, &events);
+
+        // Policy 7 moves from `custom_6` to `logout` and gains an app (a signature no policy
+        // had: a new group); policy 5,000 changes name only; the unbound one changes.
+        let mut b = v1.builder();
+        let mut moved = policy(7, Some("logout"));
+        moved.app = Some("authentik.core".into());
+        b.put_policy(moved);
+        let mut renamed = policy(5_000, Some("login"));
+        renamed.name = "renamed".into();
+        renamed.execution_logging = true;
+        b.put_policy(renamed);
+        b.put_policy(policy(6_000, Some("login")));
+        let v2 = b.build(2);
+        assert!(v2.matcher().shares_wiring(v1.matcher()), "patched");
+        agrees_with_a_fresh_compile(&v2, &events);
+        assert_eq!(
+            fired(&v2, &event("logout", json!({}))),
+            vec![u(10)],
+            "the moved policy fires its rule; its negated binding no longer passes"
+        );
+        // The version it came from is untouched.
+        agrees_with_a_fresh_compile(&v1, &events);
+        assert_eq!(fired(&v1, &event("custom_6", json!({}))), vec![u(10)]);
+
+        // A removed criterion, and an unbound policy created and deleted: still a patch.
+        let mut b = v2.builder();
+        b.put_policy(policy(7, None));
+        b.put_policy(policy(7_000, Some("login")));
+        b.remove_policy(&u(6_000));
+        let v3 = b.build(3);
+        assert!(v3.matcher().shares_wiring(v1.matcher()));
+        agrees_with_a_fresh_compile(&v3, &events);
+
+        // Execution logging flipped, a rule renamed, a bound policy deleted: compiled afresh.
+        for change in 0..3 {
+            let mut b = v3.builder();
+            match change {
+                0 => b.put_policy(policy(5_000, Some("login"))),
+                1 => b.put_rule(NotificationRule::new(u(10), "renamed rule")),
+                _ => {
+                    b.remove_policy(&u(3));
+                }
+            }
+            let v4 = b.build(4);
+            assert!(!v4.matcher().shares_wiring(v3.matcher()), "change {change}");
+            agrees_with_a_fresh_compile(&v4, &events);
+        }
     }
 
     #[test]

@@ -1,34 +1,38 @@
 //! The policy set: one immutable, versioned snapshot of policies, rules and bindings.
 //!
-//! A snapshot is never changed in place. A control command clones the maps (cheap: values are
-//! `Arc`s), changes the clone through [`PolicySetBuilder`], and [`PolicySetBuilder::build`]
-//! compiles the matcher for it; the daemon then publishes the new `Arc<PolicySet>` with
-//! `ArcSwap::store`, so an event is always evaluated against exactly one version.
+//! A snapshot is never changed in place. A control command clones the maps (persistent maps:
+//! a clone shares every node, a change copies one path), changes the clone through
+//! [`PolicySetBuilder`], and [`PolicySetBuilder::build`] derives the matcher for it: patched
+//! from the previous version's when only the contents of policies changed
+//! ([`Matcher::patch`]), compiled afresh otherwise. The daemon then publishes the new
+//! `Arc<PolicySet>` with `ArcSwap::store`, so an event is always evaluated against exactly one
+//! version.
 
 use crate::matcher::Matcher;
 use crate::policy::EventMatcherPolicy;
 use crate::rules::{NotificationRule, PolicyBinding};
 use rustc_hash::FxHashMap;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// One of a snapshot's maps, shared with the versions before and after it until a command
-/// changes it ([`Arc::make_mut`] in the builder): a PATCH of a policy copies the policies
-/// only, where it copied all three maps (~4.5 M instructions at 10,000 policies,
-/// BENCHMARKS.md §3), and dropping a version frees only what it did not share.
-type Map<T> = Arc<BTreeMap<Uuid, Arc<T>>>;
+/// One of a snapshot's maps: ordered by pk, and persistent, so versions share all of it but
+/// the path to what a command changed. A copied `BTreeMap` was 2.2 M instructions of a
+/// policy PATCH at 10,000 policies (BENCHMARKS.md §3); dropping a version frees only what it
+/// did not share.
+pub type Map<T> = imbl::OrdMap<Uuid, Arc<T>>;
 
 #[derive(Debug, Default)]
 pub struct PolicySet {
     version: u64,
-    // BTreeMaps: iteration in pk order makes rule evaluation, and so output order,
+    // Ordered maps: iteration in pk order makes rule evaluation, and so output order,
     // deterministic across instances and replays. Shared between versions ([`Map`]).
     policies: Map<EventMatcherPolicy>,
     rules: Map<NotificationRule>,
     bindings: Map<PolicyBinding>,
-    /// Derived: number of bindings per policy (`bound_to`).
-    bound_to: FxHashMap<Uuid, usize>,
+    /// Derived: number of bindings per policy (`bound_to`). Shared with the versions whose
+    /// bindings are the same.
+    bound_to: Arc<FxHashMap<Uuid, usize>>,
     /// Derived: the compiled evaluation structure for this version.
     matcher: Matcher,
 }
@@ -42,15 +46,15 @@ impl PolicySet {
         self.version
     }
 
-    pub fn policies(&self) -> &BTreeMap<Uuid, Arc<EventMatcherPolicy>> {
+    pub fn policies(&self) -> &Map<EventMatcherPolicy> {
         &self.policies
     }
 
-    pub fn rules(&self) -> &BTreeMap<Uuid, Arc<NotificationRule>> {
+    pub fn rules(&self) -> &Map<NotificationRule> {
         &self.rules
     }
 
-    pub fn bindings(&self) -> &BTreeMap<Uuid, Arc<PolicyBinding>> {
+    pub fn bindings(&self) -> &Map<PolicyBinding> {
         &self.bindings
     }
 
@@ -76,6 +80,9 @@ impl PolicySet {
             policies: self.policies.clone(),
             rules: self.rules.clone(),
             bindings: self.bindings.clone(),
+            bound_to: self.bound_to.clone(),
+            matcher: self.matcher.clone(),
+            changes: Changes::Policies(Vec::new()),
         }
     }
 
@@ -139,16 +146,27 @@ impl PolicySet {
     }
 }
 
-/// Removes `pk` from a shared map; whether it was there. A map without it is not copied.
-fn remove<T>(map: &mut Map<T>, pk: &Uuid) -> bool {
-    map.contains_key(pk) && Arc::make_mut(map).remove(pk).is_some()
+/// Removes the entries `gone` picks from a map; whether there were any.
+fn drop_where<T>(map: &mut Map<T>, gone: impl Fn(&T) -> bool) -> bool {
+    let doomed: Vec<Uuid> = map
+        .iter()
+        .filter(|(_, v)| gone(v))
+        .map(|(pk, _)| *pk)
+        .collect();
+    for pk in &doomed {
+        map.remove(pk);
+    }
+    !doomed.is_empty()
 }
 
-/// Removes the entries `gone` picks from a shared map. A map without any is not copied.
-fn drop_where<T>(map: &mut Map<T>, gone: impl Fn(&T) -> bool) {
-    if map.values().any(|v| gone(v)) {
-        Arc::make_mut(map).retain(|_, v| !gone(v));
-    }
+/// What a builder changed since the snapshot it came from, as far as the matcher cares.
+#[derive(Debug, Clone)]
+enum Changes {
+    /// Only policies were put or removed (none with bindings): each pk with its value in the
+    /// base snapshot. The matcher is patched policy by policy.
+    Policies(Vec<(Uuid, Option<Arc<EventMatcherPolicy>>)>),
+    /// Rules or bindings changed: the matcher is compiled afresh.
+    Wiring,
 }
 
 /// A mutable copy of a snapshot's state. Removing a policy or rule removes the bindings that
@@ -158,44 +176,86 @@ pub struct PolicySetBuilder {
     policies: Map<EventMatcherPolicy>,
     rules: Map<NotificationRule>,
     bindings: Map<PolicyBinding>,
+    /// The base snapshot's, kept while bindings are unchanged.
+    bound_to: Arc<FxHashMap<Uuid, usize>>,
+    /// The base snapshot's matcher (a cheap clone: its parts are shared), patched by
+    /// [`Self::build`] when [`Changes::Policies`].
+    matcher: Matcher,
+    changes: Changes,
 }
 
 impl PolicySetBuilder {
+    /// Notes that policy `pk` is about to change (its value in the base, the first time).
+    fn touch_policy(&mut self, pk: Uuid) {
+        if let Changes::Policies(touched) = &mut self.changes {
+            if !touched.iter().any(|(t, _)| *t == pk) {
+                touched.push((pk, self.policies.get(&pk).cloned()));
+            }
+        }
+    }
+
     pub fn put_policy(&mut self, policy: EventMatcherPolicy) {
-        Arc::make_mut(&mut self.policies).insert(policy.pk, Arc::new(policy));
+        self.touch_policy(policy.pk);
+        self.policies.insert(policy.pk, Arc::new(policy));
     }
 
     pub fn put_rule(&mut self, rule: NotificationRule) {
-        Arc::make_mut(&mut self.rules).insert(rule.pk, Arc::new(rule));
+        self.changes = Changes::Wiring;
+        self.rules.insert(rule.pk, Arc::new(rule));
     }
 
     pub fn put_binding(&mut self, binding: PolicyBinding) {
-        Arc::make_mut(&mut self.bindings).insert(binding.pk, Arc::new(binding));
+        self.changes = Changes::Wiring;
+        self.bindings.insert(binding.pk, Arc::new(binding));
     }
 
     pub fn remove_policy(&mut self, pk: &Uuid) -> bool {
-        drop_where(&mut self.bindings, |b| b.policy == *pk);
-        remove(&mut self.policies, pk)
+        if drop_where(&mut self.bindings, |b| b.policy == *pk) {
+            self.changes = Changes::Wiring;
+        }
+        self.touch_policy(*pk);
+        self.policies.remove(pk).is_some()
     }
 
     pub fn remove_rule(&mut self, pk: &Uuid) -> bool {
         drop_where(&mut self.bindings, |b| b.target == *pk);
-        remove(&mut self.rules, pk)
+        self.changes = Changes::Wiring;
+        self.rules.remove(pk).is_some()
     }
 
     pub fn remove_binding(&mut self, pk: &Uuid) -> bool {
-        remove(&mut self.bindings, pk)
+        self.changes = Changes::Wiring;
+        self.bindings.remove(pk).is_some()
     }
 
-    /// Freezes the state as the given version and compiles its matcher.
+    /// Freezes the state as the given version and derives its matcher: the base's patched
+    /// policy by policy when only policies changed, compiled afresh otherwise (or when a patch
+    /// cannot express the change, [`Matcher::patch`]).
     pub fn build(self, version: u64) -> PolicySet {
-        // Fx, not std's SipHash: hashing 10,000 bindings was 8% of a PATCH (BENCHMARKS.md §3).
-        let mut bound_to: FxHashMap<Uuid, usize> = FxHashMap::default();
-        bound_to.reserve(self.policies.len());
-        for b in self.bindings.values() {
-            *bound_to.entry(b.policy).or_default() += 1;
-        }
-        let matcher = Matcher::compile(&self.policies, &self.rules, &self.bindings);
+        let (matcher, bound_to) = match self.changes {
+            Changes::Policies(touched) => {
+                let mut matcher = Some(self.matcher);
+                for (pk, old) in &touched {
+                    let new = self.policies.get(pk);
+                    matcher = matcher.and_then(|m| m.patch(old.as_ref(), new));
+                }
+                let matcher = matcher.unwrap_or_else(|| {
+                    Matcher::compile(&self.policies, &self.rules, &self.bindings)
+                });
+                (matcher, self.bound_to)
+            }
+            Changes::Wiring => {
+                // Fx, not std's SipHash: hashing 10,000 bindings was 8% of a PATCH
+                // (BENCHMARKS.md §3).
+                let mut bound_to: FxHashMap<Uuid, usize> = FxHashMap::default();
+                bound_to.reserve(self.policies.len());
+                for b in self.bindings.values() {
+                    *bound_to.entry(b.policy).or_default() += 1;
+                }
+                let matcher = Matcher::compile(&self.policies, &self.rules, &self.bindings);
+                (matcher, Arc::new(bound_to))
+            }
+        };
         PolicySet {
             version,
             policies: self.policies,

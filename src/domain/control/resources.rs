@@ -10,11 +10,10 @@ use crate::akql::Query;
 use crate::catalog::Catalog;
 use crate::index::{NotificationIndex, NotificationPatch, PatchOutcome};
 use crate::policy::EventMatcherPolicy;
-use crate::policyset::{PolicySet, PolicySetBuilder};
+use crate::policyset::{self, PolicySet, PolicySetBuilder};
 use crate::rules::{NotificationRule, PolicyBinding, Severity};
 use crate::validate::{Errors, Field, Reader, NON_FIELD, REQUIRED};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -39,7 +38,7 @@ impl Ctx<'_> {
         &mut self,
         route: Route,
         m: Method,
-        objects: fn(&PolicySet) -> &BTreeMap<Uuid, Arc<T>>,
+        objects: fn(&PolicySet) -> &policyset::Map<T>,
         remove: fn(&mut PolicySetBuilder, &Uuid) -> bool,
     ) -> Result<Option<Arc<T>>, Response> {
         let Some(pk) = route.id() else {
