@@ -8,7 +8,7 @@ use eventmatchd::catalog::{Catalog, EVENT_ACTIONS};
 use eventmatchd::control::CommandSource;
 use eventmatchd::engine::Engine;
 use eventmatchd::events::Event;
-use eventmatchd::matcher::evaluate_linear;
+mod helpers;
 use eventmatchd::policyset::PolicySet;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -328,16 +328,9 @@ proptest! {
         let agree = |set: &PolicySet| -> Result<(), TestCaseError> {
             for ev in &events {
                 let e = Event::parse(ev.to_string().as_bytes()).expect("valid event");
-                let indexed = set.matcher().evaluate(&e);
-                let linear = evaluate_linear(set.policies(), set.rules(), set.bindings(), &e);
-                let a: Vec<_> = indexed.fired.iter().map(|r| r.pk).collect();
-                let b: Vec<_> = linear.fired.iter().map(|r| r.pk).collect();
-                prop_assert_eq!(a, b, "fired rules differ for {} at version {}", ev, set.version());
-                let mut xa: Vec<_> = indexed.executions.iter().map(|x| (x.binding.pk, x.passing)).collect();
-                let mut xb: Vec<_> = linear.executions.iter().map(|x| (x.binding.pk, x.passing)).collect();
-                xa.sort();
-                xb.sort();
-                prop_assert_eq!(xa, xb, "executions differ for {}", ev);
+                let (indexed, linear) = helpers::indexed_and_linear(set, &e);
+                prop_assert_eq!(indexed.0, linear.0, "fired rules differ for {} at version {}", ev, set.version());
+                prop_assert_eq!(indexed.1, linear.1, "executions differ for {}", ev);
             }
             Ok(())
         };

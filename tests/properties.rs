@@ -5,7 +5,7 @@ use eventmatchd::catalog::Catalog;
 use eventmatchd::control::CommandSource;
 use eventmatchd::engine::Engine;
 use eventmatchd::events::Event;
-use eventmatchd::matcher::evaluate_linear;
+mod helpers;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use serde_json::{json, Map, Value};
@@ -306,17 +306,9 @@ proptest! {
             }
             for ev in &events {
                 let e = Event::parse(ev.to_string().as_bytes()).expect("generated events are valid");
-                let indexed = after.matcher().evaluate(&e);
-                let linear = evaluate_linear(after.policies(), after.rules(), after.bindings(), &e);
-                let a: Vec<_> = indexed.fired.iter().map(|r| r.pk).collect();
-                let b: Vec<_> = linear.fired.iter().map(|r| r.pk).collect();
-                prop_assert_eq!(a, b, "fired rules differ for {}", ev);
-                let xa: Vec<_> = indexed.executions.iter().map(|x| (x.binding.pk, x.passing)).collect();
-                let mut xb: Vec<_> = linear.executions.iter().map(|x| (x.binding.pk, x.passing)).collect();
-                let mut xa_sorted = xa.clone();
-                xa_sorted.sort();
-                xb.sort();
-                prop_assert_eq!(xa_sorted, xb, "executions differ for {}", ev);
+                let (indexed, linear) = helpers::indexed_and_linear(&after, &e);
+                prop_assert_eq!(indexed.0, linear.0, "fired rules differ for {}", ev);
+                prop_assert_eq!(indexed.1, linear.1, "executions differ for {}", ev);
             }
         }
         STATS.with(|s| { let mut s = s.borrow_mut(); s.0 += ok; s.1 += cmds.len(); s.2 += engine.snapshot().bindings().len(); });

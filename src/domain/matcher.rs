@@ -411,6 +411,11 @@ fn policy_fields(p: &EventMatcherPolicy) -> (u8, [Option<u64>; 4]) {
     (mask, fields)
 }
 
+/// Where the group of a signature is in a mask-ordered list (`Err`: where it would go).
+fn group_of(groups: &[Group], mask: u8) -> Result<usize, usize> {
+    groups.binary_search_by_key(&mask, |g| g.mask)
+}
+
 /// One index entry of a policy: its signature, its key, and the value hashes of its criteria
 /// (for the filters).
 type Entry = (u8, u64, [Option<u64>; 4]);
@@ -559,13 +564,10 @@ impl Matcher {
             .map(|mask| Group::with_capacity(mask, per_mask[mask as usize]))
             .collect();
         for (mask, key, no) in entries {
-            let (Some(g), Some(p)) = (
-                groups.iter_mut().find(|g| g.mask == mask),
-                indexed.get(no as usize),
-            ) else {
+            let (Ok(at), Some(p)) = (group_of(&groups, mask), indexed.get(no as usize)) else {
                 continue;
             };
-            if let Some(bucket) = g.bucket_mut(key) {
+            if let Some(bucket) = groups.get_mut(at).and_then(|g| g.bucket_mut(key)) {
                 bucket.push(no, p);
             }
         }
@@ -640,8 +642,8 @@ impl Matcher {
             return None;
         }
         for (mask, key, _) in index_entries(old) {
-            if let Some(g) = self.groups.iter_mut().find(|g| g.mask == mask) {
-                g.remove(key, no);
+            if let Ok(at) = group_of(&self.groups, mask) {
+                self.groups[at].remove(key, no);
             }
         }
         self.stale_steps += self.policies.get(no as usize).map_or(0, |i| i.steps) as usize;
@@ -663,7 +665,7 @@ impl Matcher {
                     Arc::make_mut(filter).insert(v);
                 }
             }
-            let at = match self.groups.binary_search_by_key(&mask, |g| g.mask) {
+            let at = match group_of(&self.groups, mask) {
                 Ok(at) => at,
                 Err(at) => {
                     self.groups.insert(at, Group::with_capacity(mask, 1));

@@ -132,3 +132,26 @@ pub fn values(records: &[eventmatchd::engine::OutRecord], topic: OutTopic) -> Ve
         })
         .collect()
 }
+
+/// What one event causes under `set`, the matcher's way and the linear reference's:
+/// `(fired rule pks, (binding pk, passing) of each execution, sorted)`, for property tests
+/// that compare the two.
+pub type Outcome = (Vec<uuid::Uuid>, Vec<(uuid::Uuid, bool)>);
+
+pub fn indexed_and_linear(
+    set: &eventmatchd::policyset::PolicySet,
+    e: &eventmatchd::events::Event,
+) -> (Outcome, Outcome) {
+    let outcome = |ev: eventmatchd::matcher::Evaluation| -> Outcome {
+        let mut runs: Vec<_> = ev
+            .executions
+            .iter()
+            .map(|x| (x.binding.pk, x.passing))
+            .collect();
+        runs.sort();
+        (ev.fired.iter().map(|r| r.pk).collect(), runs)
+    };
+    let linear =
+        eventmatchd::matcher::evaluate_linear(set.policies(), set.rules(), set.bindings(), e);
+    (outcome(set.matcher().evaluate(e)), outcome(linear))
+}
